@@ -1,0 +1,122 @@
+package filter
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/latchnet/latch/wire"
+)
+
+// bigRules returns 32 rules (one per destination port) sharing 1,277
+// source prefixes, the shape of a mid-sized policy.
+func bigRules() ([]wire.FilterRule, []netip.Prefix) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	rules := make([]wire.FilterRule, 32)
+	for i := range rules {
+		rules[i] = wire.FilterRule{
+			ID:        fmt.Sprint("svc-", i),
+			Protocols: []wire.Proto{wire.ProtoTCP},
+			Ports:     []wire.PortRange{{First: uint16(8000 + i), Last: uint16(8000 + i)}},
+		}
+	}
+	var srcs []netip.Prefix
+	for i := range 1277 {
+		var p netip.Prefix
+		if i%10 == 0 {
+			p = netip.PrefixFrom(netip.AddrFrom4([4]byte{100, byte(64 + rng.IntN(64)), byte(rng.IntN(256)), 0}), 24)
+		} else {
+			p = netip.PrefixFrom(netip.AddrFrom4([4]byte{100, byte(64 + rng.IntN(64)), byte(rng.IntN(256)), byte(rng.IntN(256))}), 32)
+		}
+		srcs = append(srcs, p)
+		rules[i%32].Sources = append(rules[i%32].Sources, p)
+	}
+	return rules, srcs
+}
+
+func BenchmarkRunIn(b *testing.B) {
+	rules, srcs := bigRules()
+	f := New(Options{})
+	if err := f.SetRules(rules, self); err != nil {
+		b.Fatal(err)
+	}
+	now := f.Now()
+
+	b.Run("established", func(b *testing.B) {
+		f.RunOutAt(tcp(me4, peer4, 40000, 443, tcpSYN).bytes(), now)
+		pkt := tcp(peer4, me4, 443, 40000, tcpACK).bytes()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, r := f.RunInAt(pkt, now); r != AcceptEstablished {
+				b.Fatal(r)
+			}
+		}
+	})
+	b.Run("established-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		var next uint32
+		b.RunParallel(func(pb *testing.PB) {
+			next++
+			port := uint16(30000 + next)
+			f.RunOutAt(tcp(me4, peer4, port, 443, tcpSYN).bytes(), now)
+			pkt := tcp(peer4, me4, 443, port, tcpACK).bytes()
+			for pb.Next() {
+				f.RunInAt(pkt, now)
+			}
+		})
+	})
+	b.Run("new-flow-1277-prefixes", func(b *testing.B) {
+		// A source from the last rule's set, so the match walks far.
+		src := rules[31].Sources[len(rules[31].Sources)-1].Addr().String()
+		pkt := tcp(src, me4, 1, 8031, tcpSYN).bytes()
+		var port uint16
+		b.ReportAllocs()
+		for b.Loop() {
+			port++
+			pkt[20], pkt[21] = byte(port>>8), byte(port)
+			if _, r := f.RunInAt(pkt, now); r != AcceptRule && r != AcceptEstablished {
+				b.Fatal(r)
+			}
+		}
+	})
+	b.Run("no-match", func(b *testing.B) {
+		pkt := tcp("100.200.0.1", me4, 1, 8031, tcpSYN).bytes()
+		_ = srcs
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, r := f.RunInAt(pkt, now); r != DropNoRule {
+				b.Fatal(r)
+			}
+		}
+	})
+	b.Run("established-reading-clock", func(b *testing.B) {
+		pkt := tcp(peer4, me4, 443, 40000, tcpACK).bytes()
+		b.ReportAllocs()
+		for b.Loop() {
+			f.RunIn(pkt)
+		}
+	})
+}
+
+func BenchmarkRunOut(b *testing.B) {
+	f := New(Options{})
+	now := f.Now()
+	pkt := tcp(me4, peer4, 40000, 443, tcpSYN).bytes()
+	f.RunOutAt(pkt, now)
+	pkt = tcp(me4, peer4, 40000, 443, tcpACK).bytes()
+	b.ReportAllocs()
+	for b.Loop() {
+		f.RunOutAt(pkt, now)
+	}
+}
+
+func BenchmarkCompile1277Prefixes(b *testing.B) {
+	rules, _ := bigRules()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := compile(rules, self); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

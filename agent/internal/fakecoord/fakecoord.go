@@ -1,0 +1,463 @@
+// Package fakecoord is a coordinator for agent tests: an httptest TLS
+// server that speaks the agent side of the wire protocol (enroll, stream,
+// update, renew) with its own CA, and lets a test drive each stream
+// message by message. It is not the real coordinator, which the agent
+// must not import.
+package fakecoord
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/latchnet/latch/wire"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// Present chooses the certificate chain the server's TLS handshake shows.
+type Present int
+
+const (
+	// PresentGood is [leaf from the network CA, network CA].
+	PresentGood Present = iota
+	// PresentOtherCA is [leaf from another CA, that CA]: a valid server
+	// of some other network.
+	PresentOtherCA
+	// PresentOtherLeafWithPinnedCA is [leaf from another CA, network CA]:
+	// the pinned CA is shown but did not issue the leaf.
+	PresentOtherLeafWithPinnedCA
+	// PresentLeafOnly is [leaf from the network CA] without the CA.
+	PresentLeafOnly
+)
+
+// Options configure a Server.
+type Options struct {
+	Present Present
+	// CertLifetime of node certificates; zero means an hour.
+	CertLifetime time.Duration
+	// AutoNetmap sends the node's full netmap as soon as a stream opens.
+	AutoNetmap bool
+}
+
+// TrustDomain is the fake network's trust domain.
+const TrustDomain = "test.latch"
+
+// Server is a fake coordinator.
+type Server struct {
+	// CA is the network CA, whose fingerprint AuthKey carries.
+	CA *CA
+	// AuthKey is a valid reusable enrollment key.
+	AuthKey string
+	URL     string
+	srv     *httptest.Server
+	opts    Options
+	// Streams receives every stream opened (buffered; extras are dropped).
+	Streams chan *Stream
+
+	mu          sync.Mutex
+	version     uint64
+	nodes       map[wire.NodeID]*Node
+	order       []wire.NodeID
+	enrollError *wire.Error // answer every enrollment with this (401)
+	updates     []wire.UpdateRequest
+	renewals    int
+	streamCount int
+	enrollCount int
+}
+
+// Node is a node the fake knows.
+type Node struct {
+	wire.Node
+	CertKey ed25519.PublicKey
+	Deleted bool
+}
+
+// New starts a fake coordinator; it stops when the test ends.
+func New(t testing.TB, opts Options) *Server {
+	if opts.CertLifetime == 0 {
+		opts.CertLifetime = time.Hour
+	}
+	s := &Server{
+		CA:      NewCA("latch test CA"),
+		opts:    opts,
+		Streams: make(chan *Stream, 32),
+		nodes:   map[wire.NodeID]*Node{},
+		version: 1,
+	}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	s.AuthKey = wire.AuthKey{ID: "0123456789ab", Secret: base64.RawURLEncoding.EncodeToString(secret), CAFingerprint: wire.CAFingerprint(s.CA.Cert.Raw)}.String()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+wire.PathEnroll, s.enroll)
+	mux.HandleFunc("GET "+wire.PathStream, s.stream)
+	mux.HandleFunc("POST "+wire.PathUpdate, s.update)
+	mux.HandleFunc("POST "+wire.PathRenew, s.renew)
+	s.srv = httptest.NewUnstartedServer(s.checkProtocol(mux))
+
+	leaf, key := s.CA.ServerCert()
+	chain := [][]byte{leaf.Raw, s.CA.Cert.Raw}
+	switch opts.Present {
+	case PresentOtherCA:
+		other := NewCA("other CA")
+		leaf, key = other.ServerCert()
+		chain = [][]byte{leaf.Raw, other.Cert.Raw}
+	case PresentOtherLeafWithPinnedCA:
+		other := NewCA("other CA")
+		leaf, key = other.ServerCert()
+		chain = [][]byte{leaf.Raw, s.CA.Cert.Raw}
+	case PresentLeafOnly:
+		chain = chain[:1]
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(s.CA.Cert)
+	s.srv.TLS = &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{{Certificate: chain, PrivateKey: key}},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    pool,
+	}
+	s.srv.StartTLS()
+	s.URL = s.srv.URL
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Close stops the server and ends every stream.
+func (s *Server) Close() {
+	s.srv.CloseClientConnections()
+	s.srv.Close()
+}
+
+// CloseStreams cuts every open connection (the server keeps listening).
+func (s *Server) CloseStreams() { s.srv.CloseClientConnections() }
+
+// FailEnrollments makes enrollments answer 401 with msg ("" to stop).
+func (s *Server) FailEnrollments(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if msg == "" {
+		s.enrollError = nil
+		return
+	}
+	s.enrollError = &wire.Error{Message: msg}
+}
+
+func (s *Server) checkProtocol(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(wire.HeaderProtocol) != strconv.Itoa(wire.ProtocolVersion) {
+			writeErr(w, http.StatusUpgradeRequired, "protocol version "+r.Header.Get(wire.HeaderProtocol)+" not supported")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(wire.Error{Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// addNodeLocked allocates a node with the next addresses.
+func (s *Server) addNodeLocked(name string, key wire.NodePublic) *Node {
+	n := len(s.order) + 1
+	id := wire.NodeID(fmt.Sprintf("n%04d", n))
+	node := &Node{Node: wire.Node{
+		ID:   id,
+		Name: name,
+		Key:  key,
+		Addresses: []netip.Prefix{
+			netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, 0, byte(n)}), 32),
+			netip.MustParsePrefix(fmt.Sprintf("fd7a:1:2::%x/128", n)),
+		},
+		Created: time.Now().UTC().Truncate(time.Second),
+	}}
+	s.nodes[id] = node
+	s.order = append(s.order, id)
+	s.version++
+	return node
+}
+
+// AddPeer adds a node that never connects, with a random key and the
+// given endpoint, and returns it.
+func (s *Server) AddPeer(name string, endpoint string) wire.Node {
+	k, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		panic(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.addNodeLocked(name, wire.NodePublic(k.PublicKey()))
+	if endpoint != "" {
+		n.Endpoints = []netip.AddrPort{netip.MustParseAddrPort(endpoint)}
+	}
+	return n.Node
+}
+
+// DeleteNode marks a node deleted: its streams are refused.
+func (s *Server) DeleteNode(id wire.NodeID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n, ok := s.nodes[id]; ok {
+		n.Deleted = true
+		s.version++
+	}
+}
+
+// Netmap builds id's full netmap: every other live node is a peer, with
+// the interim allow-peers rule.
+func (s *Server) Netmap(id wire.NodeID) *wire.Netmap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.netmapLocked(id)
+}
+
+func (s *Server) netmapLocked(id wire.NodeID) *wire.Netmap {
+	nm := &wire.Netmap{Version: s.version, Self: s.nodes[id].Node, Peers: []wire.Node{}}
+	rule := wire.FilterRule{
+		ID:        "interim-allow-peers",
+		Protocols: []wire.Proto{wire.ProtoTCP, wire.ProtoUDP, wire.ProtoICMP, wire.ProtoICMPv6},
+		Ports:     []wire.PortRange{{First: 1, Last: 65535}},
+	}
+	for _, pid := range s.order {
+		n := s.nodes[pid]
+		if pid == id || n.Deleted {
+			continue
+		}
+		nm.Peers = append(nm.Peers, n.Node)
+		rule.Sources = append(rule.Sources, n.Addresses...)
+	}
+	nm.Rules = []wire.FilterRule{rule}
+	wire.SortPeers(nm.Peers)
+	return nm
+}
+
+// Nodes returns every node enrolled or added.
+func (s *Server) Nodes() []Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Node, 0, len(s.order))
+	for _, id := range s.order {
+		out = append(out, *s.nodes[id])
+	}
+	return out
+}
+
+// Updates returns every update request received.
+func (s *Server) Updates() []wire.UpdateRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]wire.UpdateRequest(nil), s.updates...)
+}
+
+// Counts returns how many enrollments, streams and renewals were served.
+func (s *Server) Counts() (enrolls, streams, renewals int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.enrollCount, s.streamCount, s.renewals
+}
+
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
+	var req wire.EnrollRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed request")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.enrollCount++
+	if s.enrollError != nil {
+		writeErr(w, http.StatusUnauthorized, s.enrollError.Message)
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(req.AuthKey), []byte(s.AuthKey)) != 1 {
+		writeErr(w, http.StatusUnauthorized, "invalid enrollment key")
+		return
+	}
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil || csr.CheckSignature() != nil {
+		writeErr(w, http.StatusBadRequest, "invalid CSR")
+		return
+	}
+	pub, ok := csr.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		writeErr(w, http.StatusBadRequest, "CSR key must be Ed25519")
+		return
+	}
+	n := s.addNodeLocked(req.Hostname, req.WireGuardKey)
+	n.CertKey = pub
+	n.Endpoints = req.Endpoints
+	n.Tags = req.Tags
+	n.Ephemeral = req.Ephemeral
+	cert := s.CA.NodeCert(pub, string(n.ID), s.spiffe(n.ID), s.opts.CertLifetime)
+	writeJSON(w, wire.EnrollResponse{Node: n.Node, Certificate: cert.Raw, CA: s.CA.Cert.Raw, TrustDomain: TrustDomain})
+}
+
+func (s *Server) spiffe(id wire.NodeID) *url.URL {
+	u, _ := url.Parse("spiffe://" + TrustDomain + "/node/" + string(id))
+	return u
+}
+
+// authNodeLocked identifies the node of an mTLS request, as the real
+// coordinator does: a verified chain, the SPIFFE ID, the recorded key,
+// and the node not deleted.
+func (s *Server) authNodeLocked(r *http.Request) (*Node, int, string) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+		return nil, http.StatusUnauthorized, "client certificate required"
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	prefix := "spiffe://" + TrustDomain + "/node/"
+	for _, u := range leaf.URIs {
+		if id, ok := strings.CutPrefix(u.String(), prefix); ok {
+			n := s.nodes[wire.NodeID(id)]
+			if n == nil || n.Deleted {
+				return nil, http.StatusForbidden, "node not found"
+			}
+			if pub, ok := leaf.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(n.CertKey) {
+				return nil, http.StatusUnauthorized, "certificate key is not the node's"
+			}
+			return n, 0, ""
+		}
+	}
+	return nil, http.StatusUnauthorized, "no node identity in certificate"
+}
+
+// Stream is one open netmap stream.
+type Stream struct {
+	Node wire.NodeID
+	msgs chan wire.StreamMessage
+	done chan struct{}
+	end  chan struct{}
+	once sync.Once
+}
+
+// Send queues m; it reports false if the stream ended first.
+func (st *Stream) Send(m wire.StreamMessage) bool {
+	select {
+	case st.msgs <- m:
+		return true
+	case <-st.done:
+		return false
+	}
+}
+
+// End closes the stream from the server side.
+func (st *Stream) End() { st.once.Do(func() { close(st.end) }) }
+
+// Done is closed when the stream is over.
+func (st *Stream) Done() <-chan struct{} { return st.done }
+
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	n, code, msg := s.authNodeLocked(r)
+	if n == nil {
+		s.mu.Unlock()
+		writeErr(w, code, msg)
+		return
+	}
+	s.streamCount++
+	var first *wire.Netmap
+	if s.opts.AutoNetmap {
+		first = s.netmapLocked(n.ID)
+	}
+	s.mu.Unlock()
+
+	st := &Stream{Node: n.ID, msgs: make(chan wire.StreamMessage), done: make(chan struct{}), end: make(chan struct{})}
+	defer close(st.done)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	fl := w.(http.Flusher)
+	fl.Flush()
+	enc := json.NewEncoder(w)
+	if first != nil {
+		enc.Encode(wire.StreamMessage{Type: wire.MsgNetmap, Netmap: first})
+		fl.Flush()
+	}
+	select {
+	case s.Streams <- st:
+	default:
+	}
+	for {
+		select {
+		case m := <-st.msgs:
+			if enc.Encode(m) != nil {
+				return
+			}
+			fl.Flush()
+		case <-st.end:
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (s *Server) update(w http.ResponseWriter, r *http.Request) {
+	var req wire.UpdateRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes)).Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed request")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, code, msg := s.authNodeLocked(r)
+	if n == nil {
+		writeErr(w, code, msg)
+		return
+	}
+	s.updates = append(s.updates, req)
+	n.Endpoints = req.Endpoints
+	s.version++
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
+	var req wire.RenewRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes)).Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed request")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, code, msg := s.authNodeLocked(r)
+	if n == nil {
+		writeErr(w, code, msg)
+		return
+	}
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil || csr.CheckSignature() != nil {
+		writeErr(w, http.StatusBadRequest, "invalid CSR")
+		return
+	}
+	pub, ok := csr.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		writeErr(w, http.StatusBadRequest, "CSR key must be Ed25519")
+		return
+	}
+	n.CertKey = pub
+	s.renewals++
+	cert := s.CA.NodeCert(pub, string(n.ID), s.spiffe(n.ID), s.opts.CertLifetime)
+	writeJSON(w, wire.RenewResponse{Certificate: cert.Raw})
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/latchnet/latch/agent"
+	"github.com/tailscale/hujson"
+)
+
+// Config is latchd's configuration: defaults, then the --config file, then
+// flags given on the command line.
+type Config struct {
+	// StateDir holds identity, keys, certificates and the last netmap.
+	StateDir string `json:"state_dir"`
+	// Socket is the local API's unix socket.
+	Socket string `json:"socket"`
+	// Interface is the overlay interface name (at most 15 bytes).
+	Interface string `json:"interface"`
+	// Port is the WireGuard UDP listen port.
+	Port int `json:"port"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+}
+
+// Defaults.
+const (
+	DefaultStateDir = "/var/lib/latch"
+	DefaultSocket   = "/run/latch/latchd.sock"
+)
+
+// DefaultConfig returns the configuration without file or flags.
+func DefaultConfig() Config {
+	return Config{
+		StateDir:  DefaultStateDir,
+		Socket:    DefaultSocket,
+		Interface: agent.DefaultInterface,
+		Port:      agent.DefaultListenPort,
+		LogLevel:  "info",
+	}
+}
+
+const usage = `usage: latchd [flags]
+
+latchd is the Latch agent. It runs without an identity until "latch up";
+with a saved identity it brings the overlay up from its cached netmap at
+once and connects to the coordinator.
+
+flags:
+`
+
+// parseArgs builds the configuration from args. It returns flag.ErrHelp
+// for --help (after printing usage to out) and a one-line error for
+// anything wrong.
+func parseArgs(args []string, out io.Writer) (Config, error) {
+	def := DefaultConfig()
+	fs := flag.NewFlagSet("latchd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	configFile := fs.String("config", "", "JSON or HuJSON configuration `file`; flags override it")
+	stateDir := fs.String("state-dir", def.StateDir, "state `dir`ectory (identity, keys, last netmap)")
+	socket := fs.String("socket", def.Socket, "local API unix socket `path`")
+	iface := fs.String("interface", def.Interface, "overlay interface `name` (at most 15 bytes)")
+	port := fs.Int("port", def.Port, "WireGuard UDP listen `port`")
+	logLevel := fs.String("log-level", def.LogLevel, "log `level`: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(out, usage)
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+		}
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := def
+	if *configFile != "" {
+		var err error
+		if cfg, err = loadFile(*configFile, def); err != nil {
+			return Config{}, err
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "state-dir":
+			cfg.StateDir = *stateDir
+		case "socket":
+			cfg.Socket = *socket
+		case "interface":
+			cfg.Interface = *iface
+		case "port":
+			cfg.Port = *port
+		case "log-level":
+			cfg.LogLevel = *logLevel
+		}
+	})
+	return cfg, cfg.validate()
+}
+
+// loadFile reads a JSON or HuJSON file over def. Unknown fields are errors.
+func loadFile(path string, def Config) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	std, err := hujson.Standardize(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("parsing config %s: %v", path, err)
+	}
+	cfg := def
+	dec := json.NewDecoder(bytes.NewReader(std))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, fmt.Errorf("parsing config %s: %v", path, err)
+	}
+	return cfg, nil
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.StateDir == "":
+		return errors.New("--state-dir must not be empty")
+	case c.Socket == "":
+		return errors.New("--socket must not be empty")
+	case c.Interface == "" || len(c.Interface) > 15 || strings.ContainsAny(c.Interface, "/ \t\n"):
+		return fmt.Errorf("invalid --interface %q: want a name of 1..15 bytes", c.Interface)
+	case c.Port < 1 || c.Port > 65535:
+		return fmt.Errorf("invalid --port %d: want 1..65535", c.Port)
+	}
+	_, err := c.level()
+	return err
+}
+
+func (c Config) level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}

@@ -1,0 +1,221 @@
+// Package store persists the coordinator's state: network metadata,
+// enrollment keys, admin API tokens and nodes.
+//
+// Store is the seam between the coordinator and its database. The default
+// implementation is SQLite (modernc.org/sqlite, pure Go) in WAL mode with
+// synchronous=FULL, so a commit that returned has survived both a kill -9
+// of the process and a power loss. The SQL is kept to what PostgreSQL also
+// speaks (ON CONFLICT, RETURNING, no SQLite-only types), so a Postgres
+// implementation is a second type behind the same interface.
+//
+// Every state change is one transaction. Enrollment in particular validates
+// and consumes the enrollment key, allocates the node's addresses and
+// inserts the node atomically: a one-off key enrolls exactly one node no
+// matter how many requests race for it. Every change that alters what some
+// node's netmap shows also bumps the network's netmap version in the same
+// transaction, so Snapshot's version identifies its content.
+//
+// Secrets (enrollment key and API token secrets) are never stored, only
+// their SHA-256 (see HashSecret); callers compare in constant time.
+package store
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/latchnet/latch/wire"
+)
+
+// Errors callers branch on. They are wrapped with the operation; test them
+// with errors.Is.
+var (
+	// ErrNotFound reports that the named key, token or node does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalidKey reports an enrollment key that does not exist or whose
+	// secret does not match. The two are deliberately indistinguishable.
+	ErrInvalidKey = errors.New("invalid enrollment key")
+	// ErrKeyExpired reports a genuine enrollment key past its expiry.
+	ErrKeyExpired = errors.New("enrollment key expired")
+	// ErrKeyRevoked reports a genuine enrollment key that was revoked.
+	ErrKeyRevoked = errors.New("enrollment key revoked")
+	// ErrKeyUsed reports a one-off enrollment key that already enrolled a node.
+	ErrKeyUsed = errors.New("enrollment key already used")
+	// ErrTagNotAllowed reports a requested tag the enrollment key does not carry.
+	ErrTagNotAllowed = errors.New("tag not allowed by the enrollment key")
+	// ErrWireGuardKeyInUse reports a WireGuard key already bound to a node.
+	ErrWireGuardKeyInUse = errors.New("WireGuard key already belongs to another node")
+	// ErrAddressPoolExhausted reports that no overlay address is free.
+	ErrAddressPoolExhausted = errors.New("overlay address pool exhausted")
+)
+
+// Store is the coordinator's persistent state. Implementations are safe for
+// concurrent use. Every method that changes state does so in one
+// transaction: it either fully happens or not at all.
+type Store interface {
+	// Init records the network's metadata on first use (trust domain, a
+	// random ULA /48) and returns it. Later calls return the stored
+	// metadata and fail if trustDomain differs from the stored one.
+	Init(ctx context.Context, trustDomain string) (Meta, error)
+	// Meta returns the network's metadata.
+	Meta(ctx context.Context) (Meta, error)
+
+	// CreateEnrollmentKey stores a new key with the hash of its secret.
+	CreateEnrollmentKey(ctx context.Context, k EnrollmentKey, secretHash []byte) error
+	// EnrollmentKeys lists every key, oldest first.
+	EnrollmentKeys(ctx context.Context) ([]EnrollmentKey, error)
+	// RevokeEnrollmentKey revokes a key at time at; revoking twice keeps
+	// the first time. It returns the key as revoked, or ErrNotFound.
+	RevokeEnrollmentKey(ctx context.Context, id string, at time.Time) (EnrollmentKey, error)
+
+	// Enroll validates and consumes an enrollment key and creates a node,
+	// atomically. Key problems return ErrInvalidKey, ErrKeyExpired,
+	// ErrKeyRevoked, ErrKeyUsed or ErrTagNotAllowed; nothing changes then.
+	Enroll(ctx context.Context, e Enrollment) (Node, error)
+
+	// Node returns one node by ID, or ErrNotFound.
+	Node(ctx context.Context, id wire.NodeID) (Node, error)
+	// NodeByName returns one node by its unique name, or ErrNotFound.
+	NodeByName(ctx context.Context, name string) (Node, error)
+	// Nodes lists every node, sorted by name.
+	Nodes(ctx context.Context) ([]Node, error)
+	// DeleteNode removes a node; its addresses are retired (held from
+	// reuse) and its ID is never issued again. Returns ErrNotFound.
+	DeleteNode(ctx context.Context, id wire.NodeID, at time.Time) (Node, error)
+	// SetEndpoints replaces a node's endpoints and marks it seen at time
+	// at. It reports whether the endpoints changed.
+	SetEndpoints(ctx context.Context, id wire.NodeID, eps []netip.AddrPort, at time.Time) (bool, error)
+	// SetCertKey records the public key of the node's newest certificate;
+	// only certificates for this key authenticate the node afterwards.
+	SetCertKey(ctx context.Context, id wire.NodeID, pub ed25519.PublicKey, at time.Time) error
+	// Touch records that the node was seen at time at.
+	Touch(ctx context.Context, id wire.NodeID, at time.Time) error
+
+	// Snapshot returns every node and the netmap version they correspond
+	// to, read in one transaction.
+	Snapshot(ctx context.Context) (Snapshot, error)
+
+	// CreateAPIToken stores an admin API token with the hash of its secret.
+	CreateAPIToken(ctx context.Context, t APIToken, secretHash []byte) error
+	// CreateBootstrapToken stores the bootstrap admin token and marks the
+	// bootstrap as done, in one transaction. It returns false and stores
+	// nothing if a bootstrap token was already created.
+	CreateBootstrapToken(ctx context.Context, t APIToken, secretHash []byte) (bool, error)
+	// APIToken returns a token with its secret hash, or ErrNotFound.
+	APIToken(ctx context.Context, id string) (APIToken, []byte, error)
+
+	// Check runs the database's integrity and foreign-key checks.
+	Check(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
+
+// Meta is the network-wide state.
+type Meta struct {
+	// TrustDomain is the SPIFFE trust domain, fixed at first start.
+	TrustDomain string
+	// ULA is the network's IPv6 /48, random at first start.
+	ULA netip.Prefix
+	// NetmapVersion increases with every change to any node's netmap.
+	NetmapVersion uint64
+	// BootstrapDone reports that the bootstrap admin token was created.
+	BootstrapDone bool
+}
+
+// EnrollmentKey describes an enrollment key. It never holds the secret.
+type EnrollmentKey struct {
+	ID          string
+	Description string
+	Reusable    bool
+	Ephemeral   bool
+	Tags        []wire.Tag
+	Created     time.Time
+	Expires     time.Time
+	// Revoked is zero unless the key was revoked.
+	Revoked time.Time
+	// Uses counts the nodes the key enrolled.
+	Uses int
+}
+
+// APIToken describes an admin API token. It never holds the secret.
+type APIToken struct {
+	ID          string
+	Scopes      []string
+	Description string
+	Created     time.Time
+	// Expires is zero for a token that does not expire.
+	Expires time.Time
+	// Revoked is zero unless the token was revoked.
+	Revoked time.Time
+}
+
+// Enrollment is one request to enroll a node.
+type Enrollment struct {
+	// NodeID is the ID to give the node; the caller generates it (see
+	// NewNodeID) so it can sign the node's certificate before the
+	// transaction. Enroll fails if the ID was ever issued before.
+	NodeID wire.NodeID
+	// KeyID and SecretHash identify and prove the enrollment key.
+	KeyID      string
+	SecretHash []byte
+	// Hostname is the node's self-reported name; Name is derived from it.
+	Hostname string
+	// Tags requested; each must be on the key. Empty means all of the key's.
+	Tags []wire.Tag
+	// Ephemeral requests an ephemeral node; an ephemeral key forces it.
+	Ephemeral    bool
+	WireGuardKey wire.NodePublic
+	CertKey      ed25519.PublicKey
+	Endpoints    []netip.AddrPort
+	Now          time.Time
+}
+
+// Node is one enrolled node as stored.
+type Node struct {
+	ID       wire.NodeID
+	Name     string
+	Hostname string
+	// WireGuardKey is unique across nodes.
+	WireGuardKey wire.NodePublic
+	// CertKey is the public key of the node's current certificate.
+	CertKey   ed25519.PublicKey
+	IPv4      netip.Addr
+	IPv6      netip.Addr
+	Tags      []wire.Tag
+	Ephemeral bool
+	Created   time.Time
+	LastSeen  time.Time
+	Endpoints []netip.AddrPort
+	// KeyID is the enrollment key that created the node.
+	KeyID string
+}
+
+// Wire returns the node as the protocol describes it.
+func (n Node) Wire() wire.Node {
+	return wire.Node{
+		ID:        n.ID,
+		Name:      n.Name,
+		Key:       n.WireGuardKey,
+		Addresses: []netip.Prefix{netip.PrefixFrom(n.IPv4, 32), netip.PrefixFrom(n.IPv6, 128)},
+		Endpoints: n.Endpoints,
+		Tags:      n.Tags,
+		Ephemeral: n.Ephemeral,
+		Created:   n.Created,
+	}
+}
+
+// Snapshot is every node at one netmap version.
+type Snapshot struct {
+	Version uint64
+	Nodes   []Node
+}
+
+// HashSecret returns the stored form of an enrollment key or API token
+// secret: its SHA-256. Secrets are 256-bit random, so a fast hash suffices.
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
