@@ -12,7 +12,7 @@ UNIT_PKGS    = $(shell $(GO) list ./... | grep -v '/e2e$$')
 TEST_TIMEOUT ?= 20m
 E2E_TIMEOUT  ?= 30m
 
-.PHONY: all help build test test-unit test-e2e lint demo demo-down bench clean
+.PHONY: all help build deps test test-unit test-e2e lint demo demo-down bench clean
 
 all: build
 
@@ -31,7 +31,7 @@ build:
 
 # Unit tests, then e2e against the binaries just built; both always run,
 # and the target fails if either did.
-test: build
+test: deps build
 	$(GO) vet ./...
 	@rm -f $(BIN)/e2e-metrics.txt; rc=0; \
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(UNIT_PKGS) || rc=1; \
@@ -42,10 +42,15 @@ test: build
 test-unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(UNIT_PKGS)
 
-test-e2e: build
+test-e2e: deps build
 	LATCH_BIN_DIR=$(BIN) LATCH_METRICS_FILE=$(BIN)/e2e-metrics.txt \
 		$(GO) test -count=1 -v -timeout $(E2E_TIMEOUT) ./e2e
 	@cat $(BIN)/e2e-metrics.txt 2>/dev/null || true
+
+# The Debian packages the tests use; installing needs root, and without
+# root the e2e tests skip anyway.
+deps:
+	@if [ "$$(id -u)" = 0 ]; then scripts/install-deps; fi
 
 $(STATICCHECK):
 	@mkdir -p $(BIN)

@@ -110,7 +110,7 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	a.opMu.Lock()
 	a.mu.Lock()
-	start := a.st != nil && a.wantRunning && !a.closed
+	start := a.st != nil && a.wantRunning && !a.closed && a.sess == nil
 	a.mu.Unlock()
 	if start {
 		a.startSessionLocked()
@@ -344,6 +344,12 @@ func (a *Agent) setRefused(s *session, msg string) {
 	}
 	a.refused, a.connected, a.lastErr = true, false, msg
 	a.changedLocked()
+}
+
+func (a *Agent) isRefused(s *session) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sess == s && a.refused
 }
 
 // setDisconnected records a lost stream.

@@ -25,6 +25,9 @@ func icmpEcho(ctx context.Context, dst netip.Addr, seq int, timeout time.Duratio
 	if !dst.Is4() {
 		return 0, fmt.Errorf("ping %s: only IPv4 is supported", dst)
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
 	if err != nil {
 		return 0, fmt.Errorf("opening ICMP socket: %w", err)

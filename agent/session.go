@@ -135,6 +135,9 @@ func (s *session) renewLoop() {
 		if !s.sleep(wait) {
 			return
 		}
+		if a.isRefused(s) {
+			return // renewing cannot help a node the coordinator refuses
+		}
 		if err := a.renewCert(s); err != nil {
 			if s.ctx.Err() != nil {
 				return

@@ -32,26 +32,29 @@ func (k AuthKey) String() string {
 }
 
 // ParseAuthKey parses an enrollment key. Its errors never echo the secret.
+//
+// The secret and the fingerprint are base64url, whose alphabet includes
+// "_", so the key is split by position (every part has a fixed length),
+// not at every "_".
 func ParseAuthKey(s string) (AuthKey, error) {
+	const idLen, b64Len = 12, 43 // 43 = unpadded base64 of 32 bytes
 	var k AuthKey
-	parts := strings.Split(strings.TrimSpace(s), "_")
-	if len(parts) != 4 || parts[0] != AuthKeyPrefix {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(s), AuthKeyPrefix+"_")
+	if !ok || len(rest) != idLen+1+b64Len+1+b64Len || rest[idLen] != '_' || rest[idLen+1+b64Len] != '_' {
 		return k, errors.New("malformed enrollment key: want latchkey_<id>_<secret>_<ca-fingerprint>")
 	}
-	if len(parts[1]) != 12 {
+	id, secret, fpText := rest[:idLen], rest[idLen+1:idLen+1+b64Len], rest[idLen+2+b64Len:]
+	if _, err := hex.DecodeString(id); err != nil {
 		return k, errors.New("malformed enrollment key: bad id")
 	}
-	if _, err := hex.DecodeString(parts[1]); err != nil {
-		return k, errors.New("malformed enrollment key: bad id")
-	}
-	if b, err := base64.RawURLEncoding.DecodeString(parts[2]); err != nil || len(b) != 32 {
+	if b, err := base64.RawURLEncoding.DecodeString(secret); err != nil || len(b) != 32 {
 		return k, errors.New("malformed enrollment key: bad secret")
 	}
-	fp, err := base64.RawURLEncoding.DecodeString(parts[3])
+	fp, err := base64.RawURLEncoding.DecodeString(fpText)
 	if err != nil || len(fp) != sha256.Size {
 		return k, errors.New("malformed enrollment key: bad CA fingerprint")
 	}
-	k.ID, k.Secret = parts[1], parts[2]
+	k.ID, k.Secret = id, secret
 	copy(k.CAFingerprint[:], fp)
 	return k, nil
 }

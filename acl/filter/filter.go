@@ -176,7 +176,8 @@ func (f *Filter) runIn(b []byte, now Instant) Reason {
 	rs := f.rules.Load()
 	switch {
 	case p.kind.tracked():
-		k := keyIn(&p)
+		var k flowKey
+		keyIn(&p, &k)
 		h := f.flows.hash(&k)
 		s := f.flows.shardFor(h)
 		s.mu.Lock()
@@ -195,7 +196,8 @@ func (f *Filter) runIn(b []byte, now Instant) Reason {
 	if r != AcceptRule || !p.kind.tracked() || p.tcpFlags&tcpRST != 0 {
 		return r
 	}
-	k := keyIn(&p)
+	var k flowKey
+	keyIn(&p, &k)
 	h := f.flows.hash(&k)
 	s := f.flows.shardFor(h)
 	s.mu.Lock()
@@ -256,7 +258,7 @@ func (f *Filter) recheckLocked(e *flowEntry, now Instant, rs *ruleSet) bool {
 		return e.flags&flagRevoked == 0
 	}
 	k := &e.key
-	r, expiry := rs.match(k.v, k.proto, k.remote, k.local, k.lport, now.wall)
+	r, expiry := rs.match(k.v(), k.proto(), k.remote, k.local, k.lport(), now.wall)
 	e.gen = rs.gen
 	if r != AcceptRule {
 		e.flags |= flagRevoked
@@ -275,7 +277,8 @@ func (f *Filter) related(p *packet, now Instant, rs *ruleSet) Reason {
 	if !parseInner(p.v, p.inner, &q) || q.src != p.dst {
 		return reasonNone
 	}
-	k := keyOut(&q)
+	var k flowKey
+	keyOut(&q, &k)
 	h := f.flows.hash(&k)
 	s := f.flows.shardFor(h)
 	s.mu.Lock()
@@ -305,7 +308,8 @@ func (f *Filter) runOut(b []byte, now Instant) Reason {
 	if !p.kind.tracked() {
 		return AcceptOutboundUntracked
 	}
-	k := keyOut(&p)
+	var k flowKey
+	keyOut(&p, &k)
 	h := f.flows.hash(&k)
 	s := f.flows.shardFor(h)
 	s.mu.Lock()

@@ -40,7 +40,7 @@ func TestFlowTableAgreesWithMap(t *testing.T) {
 	}
 	key := func() flowKey {
 		// Few distinct keys, so operations often hit existing ones.
-		return flowKey{local: addr{lo: uint64(rng.IntN(4))}, remote: addr{lo: 7}, v: 4, proto: protoUDP, lport: uint16(rng.IntN(10)), rport: 53}
+		return flowKey{local: addr{lo: uint64(rng.IntN(4))}, remote: addr{lo: 7}, meta: packMeta(4, protoUDP, uint16(rng.IntN(10)), 53)}
 	}
 	for i := range 20000 {
 		k := key()
@@ -101,7 +101,7 @@ func TestFlowTableShardsAndCapacity(t *testing.T) {
 func TestTimedOutEntryIsReclaimedOnLookup(t *testing.T) {
 	ft := newFlowTable(16, DefaultTimeouts())
 	s := &ft.shards[0]
-	k := flowKey{v: 4, proto: protoICMP, lport: 1}
+	k := flowKey{meta: packMeta(4, protoICMP, 1, 0)}
 	h := ft.hash(&k)
 	s.insertLocked(&k, h, 0)
 	if x := ft.findLocked(s, &k, h, int64(DefaultTimeouts().ICMP)); x < 0 {

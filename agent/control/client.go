@@ -348,11 +348,15 @@ func readAPIError(resp *http.Response) *APIError {
 // oneLine renders a transport error without the "Post URL:" prefix that
 // net/http adds, on one line.
 func oneLine(err error) string {
+	return firstLine(unwrapURL(err).Error())
+}
+
+func unwrapURL(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		err = ue.Err
+		return ue.Err
 	}
-	return firstLine(err.Error())
+	return err
 }
 
 func firstLine(s string) string {

@@ -65,6 +65,9 @@ func Enroll(ctx context.Context, baseURL string, req wire.EnrollRequest) (*Enrol
 		if errors.As(err, &ae) && ae.Status < 500 {
 			return nil, fmt.Errorf("enrollment refused: %s", ae.Message)
 		}
+		if errors.Is(err, ErrPinMismatch) {
+			return nil, fmt.Errorf("enrollment failed: %w", unwrapURL(err))
+		}
 		return nil, fmt.Errorf("enrollment failed: %s", oneLine(err))
 	}
 

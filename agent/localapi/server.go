@@ -53,9 +53,6 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST "+PathDown, s.down)
 	mux.HandleFunc("GET "+PathStatus, s.status)
 	mux.HandleFunc("POST "+PathPing, s.ping)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &Error{Status: http.StatusNotFound, Message: "no such local API route: " + r.Method + " " + r.URL.Path})
-	})
 	return mux
 }
 

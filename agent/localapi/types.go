@@ -86,7 +86,7 @@ type Status struct {
 type Node struct {
 	ID        wire.NodeID      `json:"id"`
 	Name      string           `json:"name"`
-	Key       wire.NodePublic  `json:"key"`
+	Key       wire.NodePublic  `json:"key,omitzero"`
 	Addresses []netip.Prefix   `json:"addresses"`
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
 	Tags      []wire.Tag       `json:"tags,omitempty"`

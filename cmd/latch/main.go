@@ -14,7 +14,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -81,10 +80,15 @@ func run(ctx context.Context, e *env, args []string) int {
 
 func dispatch(ctx context.Context, e *env, c *command, path []string, args []string) error {
 	path = append(path, c.name)
+	full := strings.Join(path, " ")
+	// what names the command in errors, which run prefixes with "latch: ".
+	what := strings.Join(path[1:], " ")
+	if what != "" {
+		what += ": "
+	}
 	if c.sub != nil {
 		if len(args) == 0 {
-			printGroupHelp(e.stderr, c, path)
-			return usagef("%s: missing command", strings.Join(path, " "))
+			return usagef("%smissing command (see %s --help)", what, full)
 		}
 		switch args[0] {
 		case "-h", "-help", "--help", "help":
@@ -97,13 +101,12 @@ func dispatch(ctx context.Context, e *env, c *command, path []string, args []str
 			}
 		}
 		if strings.HasPrefix(args[0], "-") {
-			return usagef("%s: unknown flag %s (see %s --help)", strings.Join(path, " "), args[0], strings.Join(path, " "))
+			return usagef("%sunknown flag %s (see %s --help)", what, args[0], full)
 		}
-		return usagef("%s: unknown command %q (see %s --help)", strings.Join(path, " "), args[0], strings.Join(path, " "))
+		return usagef("%sunknown command %q (see %s --help)", what, args[0], full)
 	}
 
-	name := strings.Join(path, " ")
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs := flag.NewFlagSet(full, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	runFn := c.flags(fs, e)
 	pos, err := parseInterspersed(fs, args)
@@ -112,7 +115,7 @@ func dispatch(ctx context.Context, e *env, c *command, path []string, args []str
 		return err
 	}
 	if err != nil {
-		return usagef("%s: %v (see %s --help)", name, err, name)
+		return usagef("%s%v (see %s --help)", what, err, full)
 	}
 	return runFn(ctx, pos)
 }
@@ -160,12 +163,11 @@ func printGroupHelp(w io.Writer, c *command, path []string) {
 
 func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 	fmt.Fprintf(w, "usage: latch %s\n\n%s\n", c.usage, c.summary)
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	if len(names) == 0 {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n == 0 {
 		return
 	}
-	sort.Strings(names)
 	fmt.Fprintln(w, "\nflags:")
 	fs.SetOutput(w)
 	fs.PrintDefaults()

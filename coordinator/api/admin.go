@@ -1,0 +1,246 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/latchnet/latch/coordinator/netmap"
+	"github.com/latchnet/latch/coordinator/store"
+	"github.com/latchnet/latch/wire"
+)
+
+// ScopeAdmin lets a token use the whole admin API.
+const ScopeAdmin = "admin"
+
+// Enrollment key lifetimes.
+const (
+	DefaultKeyExpiry = 24 * time.Hour
+	MaxKeyExpiry     = 90 * 24 * time.Hour
+)
+
+type tokenKey struct{}
+
+// admin wraps an admin route: it requires a valid bearer token with the
+// admin scope. Unknown token, wrong secret and malformed token all get the
+// same answer.
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		unauthorized := func(msg string) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="latch"`)
+			writeError(w, http.StatusUnauthorized, msg)
+		}
+		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			unauthorized("API token required: Authorization: Bearer <token>")
+			return
+		}
+		tok, err := ParseToken(raw)
+		if err != nil {
+			unauthorized("invalid API token")
+			return
+		}
+		t, hash, err := s.cfg.Store.APIToken(r.Context(), tok.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			subtle.ConstantTimeCompare(store.HashSecret(tok.Secret), make([]byte, 32))
+			s.log.Info("refused API token", logToken, tok.ID, logErr, "unknown", logRemote, r.RemoteAddr)
+			unauthorized("invalid API token")
+			return
+		}
+		if err != nil {
+			s.internalError(w, r, "authenticating API token", err)
+			return
+		}
+		if subtle.ConstantTimeCompare(hash, store.HashSecret(tok.Secret)) != 1 {
+			s.log.Info("refused API token", logToken, tok.ID, logErr, "wrong secret", logRemote, r.RemoteAddr)
+			unauthorized("invalid API token")
+			return
+		}
+		now := s.cfg.Now()
+		switch {
+		case !t.Revoked.IsZero():
+			unauthorized("API token revoked")
+			return
+		case !t.Expires.IsZero() && !now.Before(t.Expires):
+			unauthorized("API token expired")
+			return
+		case !slices.Contains(t.Scopes, ScopeAdmin):
+			writeError(w, http.StatusForbidden, "API token lacks the admin scope")
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, t.ID)))
+	}
+}
+
+func tokenID(r *http.Request) string { id, _ := r.Context().Value(tokenKey{}).(string); return id }
+
+func keyInfo(k store.EnrollmentKey) wire.KeyInfo {
+	ki := wire.KeyInfo{
+		ID:          k.ID,
+		Description: k.Description,
+		Reusable:    k.Reusable,
+		Ephemeral:   k.Ephemeral,
+		Tags:        k.Tags,
+		Created:     k.Created,
+		Expires:     k.Expires,
+		Uses:        k.Uses,
+	}
+	if !k.Revoked.IsZero() {
+		rev := k.Revoked
+		ki.Revoked = &rev
+	}
+	return ki
+}
+
+func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
+	var req wire.CreateKeyRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	switch {
+	case req.Expiry < 0:
+		writeError(w, http.StatusBadRequest, "expiry must not be negative")
+		return
+	case req.Expiry > MaxKeyExpiry:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("expiry %s exceeds the maximum of %s", req.Expiry, MaxKeyExpiry))
+		return
+	case len(req.Description) > maxDescription:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("description longer than %d bytes", maxDescription))
+		return
+	}
+	if err := checkTags(req.Tags); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Expiry == 0 {
+		req.Expiry = DefaultKeyExpiry
+	}
+	tags := slices.Clone(req.Tags)
+	slices.Sort(tags)
+	tags = slices.Compact(tags)
+	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	secret := NewToken() // same shape: 12 hex id, 256-bit secret
+	key := wire.AuthKey{ID: secret.ID, Secret: secret.Secret, CAFingerprint: s.cfg.CA.Fingerprint()}
+	k := store.EnrollmentKey{
+		ID:          key.ID,
+		Description: strings.Join(strings.Fields(req.Description), " "),
+		Reusable:    req.Reusable,
+		Ephemeral:   req.Ephemeral,
+		Tags:        tags,
+		Created:     now,
+		Expires:     now.Add(req.Expiry),
+	}
+	if err := s.cfg.Store.CreateEnrollmentKey(r.Context(), k, store.HashSecret(key.Secret)); err != nil {
+		s.internalError(w, r, "creating enrollment key", err)
+		return
+	}
+	s.log.Info("enrollment key created", logKeyID, k.ID, logToken, tokenID(r), "reusable", k.Reusable, "expires", k.Expires)
+	writeJSON(w, http.StatusCreated, wire.CreateKeyResponse{Key: key.String(), Info: keyInfo(k)})
+}
+
+func (s *Server) handleListKeys(w http.ResponseWriter, r *http.Request) {
+	ks, err := s.cfg.Store.EnrollmentKeys(r.Context())
+	if err != nil {
+		s.internalError(w, r, "listing enrollment keys", err)
+		return
+	}
+	out := make([]wire.KeyInfo, 0, len(ks))
+	for _, k := range ks {
+		out = append(out, keyInfo(k))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	_, err := s.cfg.Store.RevokeEnrollmentKey(r.Context(), id, s.cfg.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("enrollment key %q not found", truncate(id, 20)))
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "revoking enrollment key", err)
+		return
+	}
+	s.log.Info("enrollment key revoked", logKeyID, id, logToken, tokenID(r))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) nodeInfo(n store.Node) wire.NodeInfo {
+	ni := wire.NodeInfo{
+		Node:     n.Wire(),
+		Hostname: n.Hostname,
+		Online:   s.cfg.Hub.Online(n.ID),
+		LastSeen: n.LastSeen,
+		KeyID:    n.KeyID,
+	}
+	if ni.Online {
+		ni.LastSeen = s.cfg.Now().UTC()
+	}
+	return ni
+}
+
+func (s *Server) handleListNodes(w http.ResponseWriter, r *http.Request) {
+	ns, err := s.cfg.Store.Nodes(r.Context())
+	if err != nil {
+		s.internalError(w, r, "listing nodes", err)
+		return
+	}
+	out := make([]wire.NodeInfo, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, s.nodeInfo(n))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// lookupNode finds a node by ID, then by name. On failure it writes the
+// error and returns false.
+func (s *Server) lookupNode(w http.ResponseWriter, r *http.Request) (store.Node, bool) {
+	ref := r.PathValue("ref")
+	n, err := s.cfg.Store.Node(r.Context(), wire.NodeID(ref))
+	if errors.Is(err, store.ErrNotFound) {
+		n, err = s.cfg.Store.NodeByName(r.Context(), ref)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("node %q not found", truncate(ref, 70)))
+		return store.Node{}, false
+	}
+	if err != nil {
+		s.internalError(w, r, "reading node", err)
+		return store.Node{}, false
+	}
+	return n, true
+}
+
+func (s *Server) handleGetNode(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookupNode(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.nodeInfo(n))
+}
+
+func (s *Server) handleDeleteNode(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookupNode(w, r)
+	if !ok {
+		return
+	}
+	_, err := s.cfg.Store.DeleteNode(r.Context(), n.ID, s.cfg.Now())
+	if errors.Is(err, store.ErrNotFound) { // deleted concurrently
+		writeError(w, http.StatusNotFound, fmt.Sprintf("node %q not found", n.ID))
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "deleting node", err)
+		return
+	}
+	s.cfg.Hub.Disconnect(n.ID, netmap.ErrNodeDeleted)
+	s.cfg.Hub.Notify()
+	s.log.Info("node deleted", logNode, n.ID, logName, n.Name, logToken, tokenID(r))
+	w.WriteHeader(http.StatusNoContent)
+}

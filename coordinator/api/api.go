@@ -1,0 +1,201 @@
+// Package api is the coordinator's HTTPS API: one http.Handler serving the
+// agent API (enrollment, the netmap stream, updates, certificate renewal;
+// see package wire) and the admin API (enrollment keys and nodes).
+//
+// Authentication is per route. Enrollment is authenticated by the
+// enrollment key in the body; every other agent route requires a node
+// certificate (mutual TLS) that chains to the network's CA, names an
+// existing node and carries that node's current certificate key. Admin
+// routes require "Authorization: Bearer <API token>" with the admin scope.
+//
+// Every request body is bounded by wire.MaxRequestBytes (413 beyond) and
+// decoded strictly (400 for malformed JSON or unknown fields). Every error
+// is a one-line wire.Error. Nothing is stored when a request fails.
+package api
+
+import (
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/latchnet/latch/coordinator/ca"
+	"github.com/latchnet/latch/coordinator/netmap"
+	"github.com/latchnet/latch/coordinator/store"
+	"github.com/latchnet/latch/wire"
+)
+
+// Log keys.
+const (
+	logNode   = "node"
+	logName   = "name"
+	logKeyID  = "key_id"
+	logToken  = "token_id"
+	logRemote = "remote"
+	logErr    = "err"
+)
+
+// ioTimeout bounds reading a request body and writing a response (other
+// than a stream's).
+const ioTimeout = 30 * time.Second
+
+// Config wires the API to the rest of the coordinator.
+type Config struct {
+	Store store.Store
+	CA    *ca.CA
+	Hub   *netmap.Hub
+	// NodeCertLifetime is the validity of issued node certificates.
+	NodeCertLifetime time.Duration
+	// Keepalive is the longest a netmap stream stays silent.
+	Keepalive time.Duration
+	// Now defaults to time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Server is the API handler.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the API handler.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NodeCertLifetime <= 0 {
+		cfg.NodeCertLifetime = time.Hour
+	}
+	if cfg.Keepalive <= 0 {
+		cfg.Keepalive = 15 * time.Second
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.handleHealth})
+	s.route(wire.PathEnroll, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.handleEnroll)})
+	s.route(wire.PathStream, map[string]http.HandlerFunc{http.MethodGet: s.agent(s.node(s.handleStream))})
+	s.route(wire.PathUpdate, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleUpdate))})
+	s.route(wire.PathRenew, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleRenew))})
+	s.route(wire.PathKeys, map[string]http.HandlerFunc{
+		http.MethodGet:  s.admin(s.handleListKeys),
+		http.MethodPost: s.admin(s.handleCreateKey),
+	})
+	s.route(wire.PathKeys+"/{id}", map[string]http.HandlerFunc{http.MethodDelete: s.admin(s.handleRevokeKey)})
+	s.route(wire.PathNodes, map[string]http.HandlerFunc{http.MethodGet: s.admin(s.handleListNodes)})
+	s.route(wire.PathNodes+"/{ref}", map[string]http.HandlerFunc{
+		http.MethodGet:    s.admin(s.handleGetNode),
+		http.MethodDelete: s.admin(s.handleDeleteNode),
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.URL.Path)
+	})
+	return s
+}
+
+// TLSConfig returns the coordinator's TLS settings: TLS 1.3 only, the
+// server certificate from getCert, and client certificates verified
+// against the network CA when presented (routes that need one check).
+func TLSConfig(c *ca.CA, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: getCert,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      c.Pool(),
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != wire.PathStream {
+		// Streams bound each write themselves; everything else is small
+		// and answers at once. Errors mean the writer cannot (tests).
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(ioTimeout))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
+
+// route registers a path whose methods are dispatched here, so a wrong
+// method gets a JSON 405 like every other error.
+func (s *Server) route(pattern string, methods map[string]http.HandlerFunc) {
+	allow := make([]string, 0, len(methods))
+	for m := range methods {
+		allow = append(allow, m)
+	}
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		h, ok := methods[r.Method]
+		if !ok {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok")
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes a wire.Error. msg is flattened to one line.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	msg = strings.Join(strings.Fields(msg), " ")
+	writeJSON(w, status, wire.Error{Message: msg})
+}
+
+// decode reads r's JSON body into v strictly: at most
+// wire.MaxRequestBytes, no unknown fields, nothing after the value. On
+// failure it writes the error and returns false.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	// Bound the time to send the body too (the server has no ReadTimeout:
+	// on HTTP/1.1 it would also cut long-lived streams).
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(ioTimeout))
+	defer rc.SetReadDeadline(time.Time{})
+	body := http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	var tooBig *http.MaxBytesError
+	if err == nil {
+		// Exactly one JSON value, then only white space.
+		if _, err = dec.Token(); err == io.EOF {
+			return true
+		} else if !errors.As(err, &tooBig) {
+			err = errors.New("trailing data after the JSON value")
+		}
+	}
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", wire.MaxRequestBytes))
+	case err == io.EOF:
+		writeError(w, http.StatusBadRequest, "malformed request body: empty")
+	default:
+		writeError(w, http.StatusBadRequest, "malformed request body: "+strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return false
+}
+
+// internalError logs err and answers 500 without details.
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, op string, err error) {
+	s.log.Error(op, logErr, err, logRemote, r.RemoteAddr)
+	writeError(w, http.StatusInternalServerError, "internal error while "+op)
+}
