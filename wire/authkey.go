@@ -31,20 +31,30 @@ func (k AuthKey) String() string {
 	return strings.Join([]string{AuthKeyPrefix, k.ID, k.Secret, base64.RawURLEncoding.EncodeToString(k.CAFingerprint[:])}, "_")
 }
 
+// Lengths of the parts of an enrollment key. The secret and fingerprint
+// are base64url, whose alphabet includes "_", so a key is parsed by these
+// fixed widths, never by splitting on "_".
+const (
+	authKeyIDLen     = 12
+	authKeySecretLen = 43 // base64url, no padding, of 32 bytes
+	authKeyFPLen     = 43 // base64url, no padding, of a SHA-256
+)
+
 // ParseAuthKey parses an enrollment key. Its errors never echo the secret.
-//
-// The secret and the fingerprint are base64url, whose alphabet includes
-// "_", so the key is split by position (every part has a fixed length),
-// not at every "_".
 func ParseAuthKey(s string) (AuthKey, error) {
-	const idLen, b64Len = 12, 43 // 43 = unpadded base64 of 32 bytes
 	var k AuthKey
+	const malformed = "malformed enrollment key: want latchkey_<id>_<secret>_<ca-fingerprint>"
 	rest, ok := strings.CutPrefix(strings.TrimSpace(s), AuthKeyPrefix+"_")
-	if !ok || len(rest) != idLen+1+b64Len+1+b64Len || rest[idLen] != '_' || rest[idLen+1+b64Len] != '_' {
-		return k, errors.New("malformed enrollment key: want latchkey_<id>_<secret>_<ca-fingerprint>")
+	if !ok || len(rest) != authKeyIDLen+1+authKeySecretLen+1+authKeyFPLen {
+		return k, errors.New(malformed)
 	}
-	id, secret, fpText := rest[:idLen], rest[idLen+1:idLen+1+b64Len], rest[idLen+2+b64Len:]
-	if _, err := hex.DecodeString(id); err != nil {
+	id := rest[:authKeyIDLen]
+	secret := rest[authKeyIDLen+1 : authKeyIDLen+1+authKeySecretLen]
+	fpText := rest[authKeyIDLen+1+authKeySecretLen+1:]
+	if rest[authKeyIDLen] != '_' || rest[authKeyIDLen+1+authKeySecretLen] != '_' {
+		return k, errors.New(malformed)
+	}
+	if _, err := hex.DecodeString(id); err != nil || strings.ToLower(id) != id {
 		return k, errors.New("malformed enrollment key: bad id")
 	}
 	if b, err := base64.RawURLEncoding.DecodeString(secret); err != nil || len(b) != 32 {
