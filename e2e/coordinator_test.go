@@ -231,7 +231,7 @@ func TestCoordinatorKilledDuringEnrollmentBurstKeepsStoreConsistent(t *testing.T
 		addrs []netip.Prefix
 	}
 	var all []acked
-	const rounds, workers = 4, 8
+	const rounds, workers = 10, 8
 	for round := range rounds {
 		api := newAPIClient(t, coord)
 		// Kill after a random number of acknowledged enrollments, while

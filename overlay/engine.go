@@ -10,9 +10,10 @@
 // Latch interface, and Reconfig itself configures the device through that
 // socket with wgctrl.
 //
-// Packets flow through filterTUN: what WireGuard decrypts passes the filter
-// before reaching the kernel (default deny inbound); what the kernel sends
-// records flow state on its way out. wireguard-go's batched I/O and the
+// The TUN device is wrapped so that packets pass the node's packet filter
+// (acl/filter): what WireGuard decrypts is checked before it reaches the
+// kernel (default deny inbound); what the kernel sends records flow state on
+// its way out. wireguard-go's batched I/O and the
 // TUN's offloads (virtio-net header, GSO/GRO) stay intact; without them
 // throughput drops about 3.5 times.
 package overlay

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/latchnet/latch/wire"
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // Tests in this file use the real kernel: network namespaces joined by a
@@ -447,13 +446,4 @@ func TestOverlayBetweenNamespaces(t *testing.T) {
 			t.Errorf("goroutines left after Close: %s", resp.Leaked)
 		}
 	})
-}
-
-// TestKeysAreWireGuardKeys guards the conversion the tests above rely on.
-func TestKeysAreWireGuardKeys(t *testing.T) {
-	k := testKey(t)
-	if wire.NodePublic(k.PublicKey()).String() != k.PublicKey().String() {
-		t.Fatal("wire.NodePublic and wgtypes.Key print differently")
-	}
-	_ = wgtypes.Key{}
 }

@@ -43,7 +43,7 @@ func (e *Engine) Reconfig(cfg Config) error {
 		return ErrClosed
 	}
 	var errs []error
-	if err := e.setRulesLocked(cfg.Rules, cfg.Addresses); err != nil {
+	if err := e.setRulesLocked(cfg.Rules, selfAddrs(cfg.Addresses)); err != nil {
 		errs = append(errs, fmt.Errorf("setting filter rules: %w", err))
 	}
 	if err := e.configureWireGuardLocked(&cfg); err != nil {
@@ -104,6 +104,18 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// selfAddrs returns the node's own addresses as single-address prefixes:
+// the filter admits inbound packets to these only, and an address given
+// with a subnet length (100.64.0.1/10) must not make the whole subnet local.
+func selfAddrs(ps []netip.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
+		a := p.Addr().Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out
 }
 
 // setRulesLocked hands the rules to the filter unless they are what it

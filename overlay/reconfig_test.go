@@ -419,6 +419,21 @@ func TestReconfigSwapsFilterRules(t *testing.T) {
 	}
 }
 
+func TestFilterTreatsOnlyOwnAddressesAsLocal(t *testing.T) {
+	e, _, _ := newFakeEngine()
+	cfg := baseConfig(t, testPeer(t, 2))
+	cfg.Addresses = []netip.Prefix{pfx("100.64.0.1/10")}
+	if err := e.Reconfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := e.filter.RunIn(udpPacket("100.64.0.2", "100.64.0.1", 1000, 53)); r != filter.AcceptRule {
+		t.Errorf("to own address: %v", r)
+	}
+	if _, r := e.filter.RunIn(udpPacket("100.64.0.2", "100.64.0.5", 1000, 53)); r != filter.DropNotLocal {
+		t.Errorf("to another address in the same subnet: %v", r)
+	}
+}
+
 func TestReconfigReportsInvalidRulesButAppliesTheRest(t *testing.T) {
 	e, wg, _ := newFakeEngine()
 	cfg := baseConfig(t, testPeer(t, 2))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 
 	"github.com/latchnet/latch/wire"
@@ -54,13 +55,14 @@ func BenchmarkRunIn(b *testing.B) {
 		}
 	})
 	b.Run("established-parallel", func(b *testing.B) {
+		// One goroutine per peer, as wireguard-go delivers packets.
 		b.ReportAllocs()
-		var next uint32
+		var next atomic.Uint32
 		b.RunParallel(func(pb *testing.PB) {
-			next++
-			port := uint16(30000 + next)
-			f.RunOutAt(tcp(me4, peer4, port, 443, tcpSYN).bytes(), now)
-			pkt := tcp(peer4, me4, 443, port, tcpACK).bytes()
+			n := next.Add(1)
+			peer := fmt.Sprintf("100.64.1.%d", n%250)
+			f.RunOutAt(tcp(me4, peer, 30000, 443, tcpSYN).bytes(), now)
+			pkt := tcp(peer, me4, 443, 30000, tcpACK).bytes()
 			for pb.Next() {
 				f.RunInAt(pkt, now)
 			}

@@ -136,19 +136,28 @@ func (f *Filter) RunIn(pkt []byte) (Verdict, Reason) { return f.RunInAt(pkt, f.N
 // reading the clock itself.
 func (f *Filter) RunOut(pkt []byte) (Verdict, Reason) { return f.RunOutAt(pkt, f.Now()) }
 
-// RunInAt filters one inbound packet at now. pkt is one IP packet; it is
-// read, never modified or kept.
+// RunInAt filters one inbound packet at now, an Instant from Now (the zero
+// Instant means "read the clock"). pkt is one IP packet; it is read, never
+// modified or kept.
 func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
-	r := f.runIn(pkt, now)
-	f.count.add(r)
+	if now == (Instant{}) {
+		now = f.Now()
+	}
+	var p packet
+	r := f.runIn(pkt, &p, now)
+	f.count.add(stripeOf(&p), r)
 	return r.Verdict(), r
 }
 
-// RunOutAt records one outbound packet at now. Outbound packets pass,
-// except ones too malformed to be IP.
+// RunOutAt records one outbound packet at now (see RunInAt). Outbound
+// packets pass, except ones too malformed to be IP.
 func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
-	r := f.runOut(pkt, now)
-	f.count.add(r)
+	if now == (Instant{}) {
+		now = f.Now()
+	}
+	var p packet
+	r := f.runOut(pkt, &p, now)
+	f.count.add(stripeOf(&p), r)
 	return r.Verdict(), r
 }
 
@@ -168,26 +177,26 @@ func (f *Filter) Counts() map[Reason]uint64 {
 // timed out but were not yet reclaimed.
 func (f *Filter) Flows() int { return f.flows.len() }
 
-func (f *Filter) runIn(b []byte, now Instant) Reason {
-	var p packet
-	if r := parse(b, &p); r != reasonNone {
+// runIn decides about inbound packet b, parsing it into p.
+func (f *Filter) runIn(b []byte, p *packet, now Instant) Reason {
+	if r := parse(b, p); r != reasonNone {
 		return r
 	}
 	rs := f.rules.Load()
 	switch {
 	case p.kind.tracked():
 		var k flowKey
-		keyIn(&p, &k)
+		keyIn(p, &k)
 		h := f.flows.hash(&k)
 		s := f.flows.shardFor(h)
 		s.mu.Lock()
-		r := f.establishedLocked(s, &k, h, &p, now, rs)
+		r := f.establishedLocked(s, &k, h, p, now, rs)
 		s.mu.Unlock()
 		if r != reasonNone {
 			return r
 		}
 	case p.kind == kindICMPError:
-		if r := f.related(&p, now, rs); r != reasonNone {
+		if r := f.related(p, now, rs); r != reasonNone {
 			return r
 		}
 	}
@@ -197,7 +206,7 @@ func (f *Filter) runIn(b []byte, now Instant) Reason {
 		return r
 	}
 	var k flowKey
-	keyIn(&p, &k)
+	keyIn(p, &k)
 	h := f.flows.hash(&k)
 	s := f.flows.shardFor(h)
 	s.mu.Lock()
@@ -271,10 +280,14 @@ func (f *Filter) recheckLocked(e *flowEntry, now Instant, rs *ruleSet) bool {
 }
 
 // related admits an ICMP error that quotes a packet of a known flow which
-// this node sent. It returns reasonNone otherwise.
+// this node sent, coming from the host that packet went to. It returns
+// reasonNone otherwise. Requiring the error to come from the quoted
+// destination keeps one peer from forging errors about this node's flows
+// with another (cutting them, or shrinking their path MTU); errors from
+// hops in between need a rule admitting ICMP from them.
 func (f *Filter) related(p *packet, now Instant, rs *ruleSet) Reason {
 	var q packet
-	if !parseInner(p.v, p.inner, &q) || q.src != p.dst {
+	if !parseInner(p.v, p.inner, &q) || q.src != p.dst || q.dst != p.src {
 		return reasonNone
 	}
 	var k flowKey
@@ -294,9 +307,9 @@ func (f *Filter) related(p *packet, now Instant, rs *ruleSet) Reason {
 	return AcceptRelated
 }
 
-func (f *Filter) runOut(b []byte, now Instant) Reason {
-	var p packet
-	switch parse(b, &p) {
+// runOut decides about outbound packet b, parsing it into p.
+func (f *Filter) runOut(b []byte, p *packet, now Instant) Reason {
+	switch parse(b, p) {
 	case reasonNone:
 	case DropMalformed:
 		return DropMalformed
@@ -309,7 +322,7 @@ func (f *Filter) runOut(b []byte, now Instant) Reason {
 		return AcceptOutboundUntracked
 	}
 	var k flowKey
-	keyOut(&p, &k)
+	keyOut(p, &k)
 	h := f.flows.hash(&k)
 	s := f.flows.shardFor(h)
 	s.mu.Lock()

@@ -154,6 +154,8 @@ func TestStatefulFiltering(t *testing.T) {
 			in(icmpErr(peer4, me4, udp(me4, peer4, 5000, 9999).bytes()), AcceptRelated),
 			in(icmpErr(peer4, me4, udp(me4, peer4, 5001, 9999).bytes()), DropNoRule),
 			in(icmpErr(peer4, me4, udp(other4, peer4, 5000, 9999).bytes()), DropNoRule),
+			// A third host may not speak for the flow with peer4.
+			in(icmpErr(other4, me4, udp(me4, peer4, 5000, 9999).bytes()), DropNoRule),
 			out(tcp(me6, peer6, 5000, 80, tcpSYN), AcceptOutbound),
 			in(icmpErr(peer6, me6, tcp(me6, peer6, 5000, 80, tcpSYN).bytes()), AcceptRelated),
 		}},

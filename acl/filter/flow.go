@@ -126,8 +126,11 @@ type shard struct {
 	index      []int32
 	mask       uint64
 	head, tail int32 // LRU ends, -1 when empty
-	free       int32 // free-list head, -1 when full
-	n          int
+	free       int32 // free-list head, -1 when empty
+	// fresh counts entries ever used; entries[fresh:] have never been
+	// touched, so an idle table costs address space, not memory.
+	fresh int32
+	n     int
 
 	_ [64]byte // keep neighbouring shards' locks off one cache line
 }
@@ -155,12 +158,7 @@ func newFlowTable(capacity int, t Timeouts) *flowTable {
 		s.entries = make([]flowEntry, per)
 		s.index = make([]int32, slots)
 		s.mask = uint64(slots - 1)
-		s.head, s.tail = -1, -1
-		for j := range s.entries {
-			s.entries[j].next = int32(j + 1)
-		}
-		s.entries[per-1].next = -1
-		s.free = 0
+		s.head, s.tail, s.free = -1, -1, -1
 	}
 	return ft
 }
@@ -219,12 +217,20 @@ func (ft *flowTable) findLocked(s *shard, k *flowKey, h uint64, now int64) int32
 // insertLocked adds a fresh entry for k, evicting the least recently seen
 // flow if the shard is full, and returns its index. k must not be present.
 func (s *shard) insertLocked(k *flowKey, h uint64, now int64) int32 {
-	if s.free < 0 {
-		s.removeLocked(s.tail)
+	var x int32
+	switch {
+	case s.free >= 0:
+		x = s.free
+		s.free = s.entries[x].next
+	case int(s.fresh) < len(s.entries):
+		x = s.fresh
+		s.fresh++
+	default:
+		x = s.tail
+		s.removeLocked(x)
+		s.free = s.entries[x].next
 	}
-	x := s.free
 	e := &s.entries[x]
-	s.free = e.next
 	*e = flowEntry{key: *k, hash: h, lastSeen: now, prev: -1, next: s.head}
 	if s.head >= 0 {
 		s.entries[s.head].prev = x

@@ -459,3 +459,40 @@ func TestRandomBytesNeverCrashEnroll(t *testing.T) {
 		t.Fatal("random bodies created nodes")
 	}
 }
+
+func TestTLSBelow13IsRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: e.ca.Pool(), MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12,
+	}}}
+	resp, err := c.Get(e.url + "/healthz")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("TLS 1.2 connection accepted")
+	}
+}
+
+func TestStreamWorksOverHTTP1(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Keepalive = 50 * time.Millisecond })
+	key := e.createKey(wire.CreateKeyRequest{})
+	a := e.enroll(key.Key, "h1")
+	cert := a.tlsCert(a.resp.Certificate)
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: e.ca.Pool(), Certificates: []tls.Certificate{*cert}},
+		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{}, // no HTTP/2
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	s, status := e.openStream(&http.Client{Transport: tr})
+	if status != http.StatusOK {
+		t.Fatalf("status %d", status)
+	}
+	if s.resp.ProtoMajor != 1 {
+		t.Fatalf("protocol %s, want HTTP/1.1", s.resp.Proto)
+	}
+	if m := s.next(); m.Type != wire.MsgNetmap {
+		t.Fatalf("first %s", m.Type)
+	}
+	if m := s.next(); m.Type != wire.MsgKeepAlive {
+		t.Fatalf("second %s", m.Type)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -399,5 +400,28 @@ func TestCloseEndsSubscriptions(t *testing.T) {
 	}
 	if _, err := h.Subscribe(context.Background(), "n001"); err != ErrHubClosed {
 		t.Fatalf("subscribe after Close: %v", err)
+	}
+}
+
+func TestHubCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	src := newFakeSource()
+	src.change(add(testNode(1)))
+	for range 5 {
+		h := NewHub(HubConfig{Source: src, Computer: InterimAllPeers{}})
+		sub, err := h.Subscribe(context.Background(), "n001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Notify()
+		h.Close()
+		sub.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines before, %d after closing every hub", before, runtime.NumGoroutine())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -41,7 +41,7 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 	}
 	var n Node
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		k, err := s.checkKeyLocked(ctx, tx, e)
+		k, err := s.checkKeyTx(ctx, tx, e)
 		if err != nil {
 			return err
 		}
@@ -66,7 +66,7 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 		// The guard in WHERE repeats the one-off check: even if the checks
 		// above were wrong, a one-off key cannot be consumed twice.
 		res, err := tx.ExecContext(ctx, `UPDATE enrollment_keys SET uses = uses + 1
-			WHERE id = ? AND revoked IS NULL AND (reusable = 1 OR uses = 0)`, k.ID)
+			WHERE id = ? AND revoked IS NULL AND (reusable = ? OR uses = 0)`, k.ID, true)
 		if err != nil {
 			return err
 		}
@@ -119,10 +119,10 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 	return n, nil
 }
 
-// checkKeyLocked validates the enrollment key within the write
+// checkKeyTx validates the enrollment key within the write
 // transaction. The secret is checked first, in constant time, and before
 // anything about the key's state is revealed.
-func (s *SQLite) checkKeyLocked(ctx context.Context, tx *sql.Tx, e Enrollment) (EnrollmentKey, error) {
+func (s *SQLite) checkKeyTx(ctx context.Context, tx *sql.Tx, e Enrollment) (EnrollmentKey, error) {
 	var hash []byte
 	row := tx.QueryRowContext(ctx, `SELECT secret_hash, `+keyColumns+` FROM enrollment_keys WHERE id = ?`, e.KeyID)
 	k, err := scanKey(scanPrefix{row, &hash})

@@ -4,9 +4,11 @@
 // Store is the seam between the coordinator and its database. The default
 // implementation is SQLite (modernc.org/sqlite, pure Go) in WAL mode with
 // synchronous=FULL, so a commit that returned has survived both a kill -9
-// of the process and a power loss. The SQL is kept to what PostgreSQL also
-// speaks (ON CONFLICT, RETURNING, no SQLite-only types), so a Postgres
-// implementation is a second type behind the same interface.
+// of the process and a power loss. Queries stay within what PostgreSQL
+// also speaks (ON CONFLICT, no SQLite-only functions; times as integer
+// microseconds, lists as JSON text), so a Postgres implementation is a
+// second type behind the same interface with its own migrations and
+// placeholders.
 //
 // Every state change is one transaction. Enrollment in particular validates
 // and consumes the enrollment key, allocates the node's addresses and

@@ -26,6 +26,8 @@ type Agent struct {
 	Socket   string
 	Args     []string
 
+	owner netns.TB // see Coordinator.owner
+
 	mu   sync.Mutex // guards proc
 	proc *netns.Proc
 }
@@ -44,6 +46,7 @@ func StartAgent(t netns.TB, bins Binaries, h *netns.Host, coord *Coordinator, ex
 		Iface:    h.NewIfName(),
 		StateDir: filepath.Join(h.Dir, "latchd"),
 		Socket:   filepath.Join(h.Dir, "latchd.sock"),
+		owner:    t,
 	}
 	a.Args = append([]string{bins.Path(AgentBin),
 		"--state-dir", a.StateDir,
@@ -55,14 +58,20 @@ func StartAgent(t netns.TB, bins Binaries, h *netns.Host, coord *Coordinator, ex
 	return a
 }
 
-// Start starts latchd (again) and waits for its socket to answer.
+// Start starts latchd (again) and waits for its socket to answer. t only
+// reports failure: the process lives until the cleanup of the TB that
+// StartAgent was given.
 func (a *Agent) Start(t netns.TB) {
 	t.Helper()
-	p := a.Host.Start(t, a.Args...)
+	p, err := a.Host.Spawn(nil, a.Args...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	netns.Manage(a.owner, p)
 	a.mu.Lock()
 	a.proc = p
 	a.mu.Unlock()
-	err := netns.Poll(StartTimeout, func() error {
+	err = netns.Poll(StartTimeout, func() error {
 		if p.Exited() {
 			return fmt.Errorf("latchd exited: %s", lastLine(p.Log()))
 		}

@@ -41,6 +41,10 @@ type Coordinator struct {
 	// Args are the command line of every start.
 	Args []string
 
+	// owner is the TB the coordinator was created with: every process
+	// start is stopped at its cleanup, even when a subtest restarted it.
+	owner netns.TB
+
 	mu   sync.Mutex // guards proc
 	proc *netns.Proc
 }
@@ -58,6 +62,7 @@ func StartCoordinator(t netns.TB, bins Binaries, h *netns.Host, extra ...string)
 		Bins:    bins,
 		DataDir: filepath.Join(h.Dir, "coordinator"),
 		URL:     fmt.Sprintf("https://%s", netip.AddrPortFrom(h.IP, CoordinatorPort)),
+		owner:   t,
 	}
 	c.Args = append([]string{bins.Path(CoordinatorBin), "serve",
 		"--listen", netip.AddrPortFrom(h.IP, CoordinatorPort).String(),
@@ -69,14 +74,19 @@ func StartCoordinator(t netns.TB, bins Binaries, h *netns.Host, extra ...string)
 }
 
 // Start starts the coordinator process (again, after Kill or Stop) and
-// waits until it serves.
+// waits until it serves. t only reports failure: the process lives until
+// the cleanup of the TB that StartCoordinator was given.
 func (c *Coordinator) Start(t netns.TB) {
 	t.Helper()
-	p := c.Host.Start(t, c.Args...)
+	p, err := c.Host.Spawn(nil, c.Args...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	netns.Manage(c.owner, p)
 	c.mu.Lock()
 	c.proc = p
 	c.mu.Unlock()
-	err := netns.Poll(StartTimeout, func() error {
+	err = netns.Poll(StartTimeout, func() error {
 		if p.Exited() {
 			return fmt.Errorf("coordinator exited: %s", lastLine(p.Log()))
 		}

@@ -83,8 +83,10 @@ func NewNetwork(t TB) *Network {
 		[]string{"netns", "add", n.inet},
 		[]string{"-n", n.inet, "link", "set", "lo", "up"},
 		[]string{"netns", "exec", n.inet, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"},
-		[]string{"-n", n.inet, "link", "add", "br0", "mtu", fmt.Sprint(MTU), "type", "bridge"},
-		[]string{"-n", n.inet, "link", "set", "br0", "up"},
+		// No multicast on the bridge: it would send IGMP reports that
+		// clutter the hosts' captures.
+		[]string{"-n", n.inet, "link", "add", "br0", "mtu", fmt.Sprint(MTU), "type", "bridge", "mcast_snooping", "0"},
+		[]string{"-n", n.inet, "link", "set", "br0", "multicast", "off", "up"},
 	)
 	if err != nil {
 		t.Fatalf("netns: creating internet namespace: %v", err)

@@ -103,24 +103,33 @@ func (h *Host) Start(t TB, args ...string) *Proc {
 // StartEnv is Start with extra environment variables ("K=V").
 func (h *Host) StartEnv(t TB, env []string, args ...string) *Proc {
 	t.Helper()
-	p, err := h.start(env, args)
+	p, err := h.Spawn(env, args...)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	t.Cleanup(func() {
+	Manage(t, p)
+	return p
+}
+
+// Manage registers with owner.Cleanup the Stop of p and, if owner has
+// failed by then, the display of the tail of p's log. Use it with Spawn
+// when the process must outlive the (sub)test that starts it.
+func Manage(owner TB, p *Proc) {
+	owner.Cleanup(func() {
 		if err := p.Stop(); err != nil {
-			t.Logf("stopping %s: %v", p.Name, err)
+			owner.Logf("stopping %s: %v", p.Name, err)
 		}
-		if t.Failed() {
-			t.Logf("--- log of %s (pid %d, %s) ---\n%s--- end of log of %s ---", p.Name, p.PID, p.LogPath, p.tail(logTailLines), p.Name)
+		if owner.Failed() {
+			owner.Logf("--- log of %s (pid %d, %s) ---\n%s--- end of log of %s ---", p.Name, p.PID, p.LogPath, p.tail(logTailLines), p.Name)
 		}
 	})
-	return p
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
-func (h *Host) start(env, args []string) (*Proc, error) {
+// Spawn starts a command inside the host without registering any cleanup;
+// the caller must Stop it or hand it to Manage.
+func (h *Host) Spawn(env []string, args ...string) (*Proc, error) {
 	if len(args) == 0 {
 		return nil, errors.New("starting process: no command")
 	}

@@ -24,6 +24,10 @@ type TB interface {
 type Session struct {
 	out io.Writer
 
+	// closing is held for the whole of Close, so a second Close (say, from
+	// a signal handler) returns only once every cleanup has finished.
+	closing sync.Mutex
+
 	mu       sync.Mutex // guards the fields below
 	cleanups []func()
 	failed   bool
@@ -73,6 +77,8 @@ func (s *Session) Failed() bool {
 // Close runs the registered cleanups, last registered first. Each runs at
 // most once, so Close may be called again (say, from a signal handler).
 func (s *Session) Close() {
+	s.closing.Lock()
+	defer s.closing.Unlock()
 	for {
 		s.mu.Lock()
 		n := len(s.cleanups)
