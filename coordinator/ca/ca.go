@@ -13,7 +13,8 @@ package ca
 import (
 	"bytes"
 	"crypto"
-	"crypto/ed25519"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -50,20 +51,20 @@ const clockSkew = time.Minute
 type CA struct {
 	trustDomain string
 	cert        *x509.Certificate
-	key         ed25519.PrivateKey
+	key         *ecdsa.PrivateKey
 	pool        *x509.CertPool
 }
 
 // Generate returns a new CA that exists only in memory.
 func Generate(trustDomain string, now time.Time) (*CA, error) {
-	_, key, err := ed25519.GenerateKey(rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating CA key: %w", err)
 	}
 	return selfSign(trustDomain, key, now)
 }
 
-func selfSign(trustDomain string, key ed25519.PrivateKey, now time.Time) (*CA, error) {
+func selfSign(trustDomain string, key *ecdsa.PrivateKey, now time.Time) (*CA, error) {
 	serial, err := randomSerial()
 	if err != nil {
 		return nil, err
@@ -89,7 +90,7 @@ func selfSign(trustDomain string, key ed25519.PrivateKey, now time.Time) (*CA, e
 	return newCA(trustDomain, cert, key), nil
 }
 
-func newCA(trustDomain string, cert *x509.Certificate, key ed25519.PrivateKey) *CA {
+func newCA(trustDomain string, cert *x509.Certificate, key *ecdsa.PrivateKey) *CA {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return &CA{trustDomain: trustDomain, cert: cert, key: key, pool: pool}
@@ -141,7 +142,7 @@ func LoadOrCreate(dir, trustDomain string, now time.Time) (*CA, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("reading CA certificate %s: %w", certPath, err)
 	}
-	if pub, ok := cert.PublicKey.(ed25519.PublicKey); !ok || !pub.Equal(key.Public()) {
+	if pub, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(key.Public()) {
 		return nil, false, fmt.Errorf("CA certificate %s does not match its key %s", certPath, keyPath)
 	}
 	if !cert.IsCA {
@@ -213,7 +214,7 @@ func parseCert(b []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(blk.Bytes)
 }
 
-func parseKey(b []byte) (ed25519.PrivateKey, error) {
+func parseKey(b []byte) (*ecdsa.PrivateKey, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "PRIVATE KEY" {
 		return nil, errors.New("want a PEM PRIVATE KEY block")
@@ -222,9 +223,9 @@ func parseKey(b []byte) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("key is %T, want Ed25519", k)
+	ek, ok := k.(*ecdsa.PrivateKey)
+	if !ok || ek.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("key is %T, want ECDSA P-256", k)
 	}
 	return ek, nil
 }

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -50,8 +51,8 @@ func TestLoadOrCreatePersistsTheCA(t *testing.T) {
 	if c1.Fingerprint() != c2.Fingerprint() {
 		t.Fatal("CA changed across restarts")
 	}
-	if !c2.Cert().IsCA || c2.Cert().PublicKeyAlgorithm != x509.Ed25519 {
-		t.Fatal("not an Ed25519 CA")
+	if !c2.Cert().IsCA || c2.Cert().PublicKeyAlgorithm != x509.ECDSA {
+		t.Fatal("not an ECDSA CA")
 	}
 }
 
@@ -257,10 +258,21 @@ func TestServerCertificate(t *testing.T) {
 		t.Errorf("tls.key mode %v", fi.Mode().Perm())
 	}
 
-	// Same SANs, early in life: reused.
+	// Browsers accept ECDSA but not Ed25519 for TLS, and enrolling agents
+	// pin the CA they find in the presented chain.
+	if tc, _ := s1.GetCertificate(nil); tc.Leaf.PublicKeyAlgorithm != x509.ECDSA {
+		t.Errorf("server key is %v, want ECDSA", tc.Leaf.PublicKeyAlgorithm)
+	} else if len(tc.Certificate) != 2 || !bytes.Equal(tc.Certificate[1], c.Cert().Raw) {
+		t.Errorf("issued: chain has %d certificates, want leaf then CA", len(tc.Certificate))
+	}
+
+	// Same SANs, early in life: reused, still with the CA in its chain.
 	s2, created, err := LoadServerCert(c, cfg)
 	if err != nil || created || s2.Leaf().SerialNumber.Cmp(leaf.SerialNumber) != 0 {
 		t.Fatalf("restart: created=%v err=%v", created, err)
+	}
+	if tc, _ := s2.GetCertificate(nil); len(tc.Certificate) != 2 || !bytes.Equal(tc.Certificate[1], c.Cert().Raw) {
+		t.Errorf("loaded: chain has %d certificates, want leaf then CA", len(tc.Certificate))
 	}
 	// SANs changed: reissued.
 	cfg2 := cfg

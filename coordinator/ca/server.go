@@ -1,7 +1,8 @@
 package ca
 
 import (
-	"crypto/ed25519"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -145,6 +146,7 @@ func LoadServerCert(c *CA, cfg ServerCertConfig) (*ServerCert, bool, error) {
 	cfg.SANs.normalize()
 	s := &ServerCert{ca: c, cfg: cfg}
 	if cert, leaf, err := s.load(); err == nil {
+		cert.Certificate = append(cert.Certificate[:1:1], c.cert.Raw) // leaf, then CA
 		s.cert, s.renewAt = cert, halfLife(leaf)
 		return s, false, nil
 	}
@@ -186,10 +188,13 @@ func (s *ServerCert) load() (*tls.Certificate, *x509.Certificate, error) {
 // is not yet shared.
 func (s *ServerCert) renewLocked() error {
 	now := s.cfg.Now()
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	// ECDSA P-256, not Ed25519: browsers (the web console) do not accept
+	// Ed25519 in TLS.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("generating server key: %w", err)
 	}
+	pub := key.Public()
 	ips := make([]net.IP, len(s.cfg.SANs.IPs))
 	for i, a := range s.cfg.SANs.IPs {
 		ips[i] = a.AsSlice()
@@ -228,7 +233,9 @@ func (s *ServerCert) renewLocked() error {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return fmt.Errorf("writing server certificate: %w", err)
 	}
-	s.cert = &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+	// The chain carries the CA: an enrolling agent finds in it the CA whose
+	// fingerprint its enrollment key pins.
+	s.cert = &tls.Certificate{Certificate: [][]byte{der, s.ca.cert.Raw}, PrivateKey: key, Leaf: leaf}
 	s.renewAt = halfLife(leaf)
 	return nil
 }
