@@ -19,6 +19,7 @@ all: build
 help:
 	@echo "make build      build latch-coordinator, latchd and latch into bin/"
 	@echo "make test       go vet, unit tests and end-to-end tests (e2e needs root)"
+	@echo "make test-unit  unit tests only; make test-e2e: e2e only, verbose"
 	@echo "make demo       start a coordinator and three agents in namespaces"
 	@echo "make demo-down  stop the demo and remove everything it made"
 	@echo "make bench      iperf3 through Latch, bare wireguard-go and veth"
@@ -34,7 +35,9 @@ build:
 test: deps build
 	$(GO) vet ./...
 	@rm -f $(BIN)/e2e-metrics.txt; rc=0; \
+	echo "$(GO) test -count=1 -timeout $(TEST_TIMEOUT) <every package but ./e2e>"; \
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(UNIT_PKGS) || rc=1; \
+	echo "$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./e2e   (measurements: bin/e2e-metrics.txt)"; \
 	LATCH_BIN_DIR=$(BIN) LATCH_METRICS_FILE=$(BIN)/e2e-metrics.txt \
 		$(GO) test -count=1 -timeout $(E2E_TIMEOUT) ./e2e || rc=1; \
 	exit $$rc

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -63,8 +64,9 @@ func TestMeshOfAgentsOverRealNamespaces(t *testing.T) {
 	t.Run("CoordinatorOutageKeepsEstablishedStreamAndAgentsReconnect", func(t *testing.T) {
 		testCoordinatorOutage(t, coord, agents)
 	})
+	var d *cluster.Agent
 	t.Run("NodeEnrolledAfterRestartIsReachable", func(t *testing.T) {
-		d := cluster.StartAgent(t, bins, n.AddHost("d"), coord)
+		d = cluster.StartAgent(t, bins, n.AddHost("d"), coord)
 		startEcho(t, d.Host)
 		oneOff := coord.CreateKey(t, "--description", "fourth node")
 		d.Up(t, oneOff.Key)
@@ -87,6 +89,85 @@ func TestMeshOfAgentsOverRealNamespaces(t *testing.T) {
 		}
 		metric(t, "agent_idle_rss_kib_max", maxRSS, "peers=3")
 	})
+	t.Run("DownRemovesInterfaceAndUpWithoutKeyReconnects", func(t *testing.T) {
+		testDownUp(t, agents[2], agents[0])
+	})
+	t.Run("RestartedAgentKeepsItsIdentity", func(t *testing.T) {
+		testAgentRestart(t, agents[1], agents[0])
+	})
+	t.Run("AgentShutdownRemovesInterfaceAndSocket", func(t *testing.T) {
+		if d == nil {
+			t.Skip("no fourth agent")
+		}
+		testAgentShutdown(t, d)
+	})
+}
+
+// testDownUp takes agent down and up again (no key) and checks the
+// interface goes and comes back, reachable from peer.
+func testDownUp(t *testing.T, agent, peer *cluster.Agent) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ip := agent.OverlayIPv4(t)
+	if res, err := agent.CLI(ctx, "down"); err != nil {
+		t.Fatalf("latch down: %v (%s)", err, res.Stderr)
+	}
+	if _, err := agent.Host.Run(ctx, "ip", "link", "show", agent.Iface); err == nil {
+		t.Errorf("interface %s still exists after latch down", agent.Iface)
+	}
+	st, err := agent.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != "stopped" {
+		t.Errorf("state after latch down = %q, want stopped", st.State)
+	}
+	if res, err := agent.CLI(ctx, "up"); err != nil {
+		t.Fatalf("latch up without a key after latch down: %v (%s)", err, res.Stderr)
+	}
+	st = agent.WaitConnected(t, len(st.Peers), 60*time.Second)
+	if got := agent.OverlayIPv4(t); got != ip {
+		t.Errorf("overlay address changed from %v to %v across down/up", ip, got)
+	}
+	netns.Eventually(t, 20*time.Second, func() error { return ping(ctx, peer.Host, ip) })
+}
+
+// testAgentRestart stops latchd and starts it again on the same state: it
+// must come back as the same node, on its own, reachable from peer.
+func testAgentRestart(t *testing.T, agent, peer *cluster.Agent) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	before, err := agent.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Stop(); err != nil {
+		t.Fatalf("latchd did not stop on SIGTERM: %v", err)
+	}
+	agent.Start(t)
+	after := agent.WaitConnected(t, len(before.Peers), 60*time.Second)
+	if before.Self == nil || after.Self == nil || before.Self.ID != after.Self.ID {
+		t.Fatalf("node identity changed across a restart: %+v -> %+v", before.Self, after.Self)
+	}
+	ip := agent.OverlayIPv4(t)
+	netns.Eventually(t, 20*time.Second, func() error { return ping(ctx, peer.Host, ip) })
+}
+
+// testAgentShutdown stops latchd with SIGTERM and checks that it removed
+// its interface and its UAPI socket.
+func testAgentShutdown(t *testing.T, agent *cluster.Agent) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := agent.Stop(); err != nil {
+		t.Fatalf("latchd did not stop on SIGTERM: %v", err)
+	}
+	if _, err := agent.Host.Run(ctx, "ip", "link", "show", agent.Iface); err == nil {
+		t.Errorf("interface %s still exists after latchd stopped", agent.Iface)
+	}
+	sock := "/var/run/wireguard/" + agent.Iface + ".sock"
+	if _, err := os.Stat(sock); err == nil {
+		t.Errorf("UAPI socket %s still exists after latchd stopped", sock)
+	}
 }
 
 // measureUpToFirstPacket runs `latch up` on agent while sending UDP probes
