@@ -25,7 +25,6 @@ func packMeta(v, proto uint8, lport, rport uint16) uint64 {
 func (k *flowKey) v() uint8      { return uint8(k.meta >> 40) }
 func (k *flowKey) proto() uint8  { return uint8(k.meta >> 32) }
 func (k *flowKey) lport() uint16 { return uint16(k.meta >> 16) }
-func (k *flowKey) rport() uint16 { return uint16(k.meta) }
 
 // keyOut and keyIn set k to the key of p as seen leaving or entering the
 // node. They fill k word by word in place on purpose: parse stored the
