@@ -458,7 +458,9 @@ func testCoordinatorOutage(t *testing.T, coord *cluster.Coordinator, agents []*c
 		t.Fatalf("the TCP stream broke: %v", err)
 	}
 	metric(t, "stream_max_gap_ms", gap.Milliseconds(), fmt.Sprintf("echoes=%d", got))
-	if gap > time.Second {
+	// Generous: a lost packet costs TCP a retransmission of 200 ms or more,
+	// a broken data plane seconds or the stream; scheduling noise costs less.
+	if gap > 3*time.Second {
 		t.Errorf("the TCP stream stalled for %v (sending every %v)", gap, interval)
 	}
 }
