@@ -93,9 +93,9 @@ func TestNetmapAndDeltasDriveOneReconfigPerChange(t *testing.T) {
 	b2 := b
 	b2.Tags = []wire.Tag{"tag:new"}
 	steps := []*wire.Delta{
-		{PrevVersion: 10, Version: 11, Upsert: []wire.Node{b}},
+		{PrevVersion: 10, Version: 11, Upsert: []wire.Peer{{Node: b}}},
 		{PrevVersion: 11, Version: 12, Remove: []wire.NodeID{a.ID}},
-		{PrevVersion: 12, Version: 13, Upsert: []wire.Node{b2}}, // nothing the data plane sees
+		{PrevVersion: 12, Version: 13, Upsert: []wire.Peer{{Node: b2}}}, // nothing the data plane sees
 		{PrevVersion: 13, Version: 14, RulesChanged: true},      // rules now empty
 	}
 	for _, d := range steps {

@@ -281,7 +281,7 @@ func (a *Agent) Status(ctx context.Context) (localapi.Status, error) {
 		}
 	}
 	for _, p := range nm.Peers {
-		ps := localapi.Peer{Node: *nodeOf(p)}
+		ps := localapi.Peer{Node: *nodeOf(p.Node)}
 		if s, ok := stats[p.Key]; ok {
 			ps.Endpoint, ps.LastHandshake, ps.RxBytes, ps.TxBytes = s.Endpoint, s.LastHandshake, s.RxBytes, s.TxBytes
 		}
@@ -366,10 +366,10 @@ func findPeer(nm *wire.Netmap, q string) (wire.Node, bool) {
 	ip, ipErr := netip.ParseAddr(q)
 	for _, p := range nm.Peers {
 		if strings.EqualFold(p.Name, q) {
-			return p, true
+			return p.Node, true
 		}
 		if ipErr == nil && slices.ContainsFunc(p.Addresses, func(pf netip.Prefix) bool { return pf.Addr() == ip.Unmap() }) {
-			return p, true
+			return p.Node, true
 		}
 	}
 	return wire.Node{}, false

@@ -25,7 +25,7 @@ func ConfigFromNetmap(nm *wire.Netmap, key wgtypes.Key, port int) overlay.Config
 		ListenPort: port,
 		Addresses:  slices.Clone(nm.Self.Addresses),
 		Routes:     OverlayRoutes(nm.Self.Addresses),
-		Rules:      slices.Clone(nm.Rules),
+		Rules:      wire.PeerSources(nm.Rules, nm.Peers),
 	}
 	self := wire.NodePublic(key.PublicKey())
 	seen := make(map[wire.NodePublic]bool, len(nm.Peers))

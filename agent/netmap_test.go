@@ -29,7 +29,12 @@ func TestConfigFromNetmap(t *testing.T) {
 	priv, _ := wgtypes.GeneratePrivateKey()
 	self := wire.NodePublic(priv.PublicKey())
 	ep := netip.MustParseAddrPort
-	rule := wire.FilterRule{ID: "r", Sources: pfx("100.64.0.2/32"), Protocols: []wire.Proto{wire.ProtoTCP}, Ports: []wire.PortRange{{First: 1, Last: 65535}}}
+	rule := wire.FilterRule{ID: "r", Protocols: []wire.Proto{wire.ProtoTCP}, Ports: []wire.PortRange{{First: 1, Last: 65535}}}
+	other := wire.FilterRule{ID: "other", Protocols: []wire.Proto{wire.ProtoUDP}, Ports: []wire.PortRange{{First: 53, Last: 53}}}
+	// The packet filter gets each rule with the addresses of exactly the
+	// peers whose entries name it.
+	resolved := rule
+	resolved.Sources = pfx("100.64.0.3/32", "fd7a:1:2::3/128")
 	tests := []struct {
 		name string
 		nm   wire.Netmap
@@ -40,14 +45,14 @@ func TestConfigFromNetmap(t *testing.T) {
 			nm: wire.Netmap{
 				Version: 4,
 				Self:    wire.Node{ID: "s", Key: self, Addresses: pfx("100.64.0.1/32", "fd7a:1:2::1/128")},
-				Peers: []wire.Node{
-					{ID: "b", Key: key(9), Addresses: pfx("100.64.0.3/32", "fd7a:1:2::3/128")},
-					{ID: "a", Key: key(2), Addresses: pfx("100.64.0.2/32"), Endpoints: []netip.AddrPort{ep("198.18.0.2:51820"), ep("[2001:db8::2]:51820")}},
-					{ID: "dup", Key: key(2), Addresses: pfx("100.64.0.9/32")},
-					{ID: "me", Key: self, Addresses: pfx("100.64.0.8/32")},
-					{ID: "zero", Addresses: pfx("100.64.0.7/32")},
+				Peers: []wire.Peer{
+					{Node: wire.Node{ID: "b", Key: key(9), Addresses: pfx("100.64.0.3/32", "fd7a:1:2::3/128")}, Rules: []string{"r"}},
+					{Node: wire.Node{ID: "a", Key: key(2), Addresses: pfx("100.64.0.2/32"), Endpoints: []netip.AddrPort{ep("198.18.0.2:51820"), ep("[2001:db8::2]:51820")}}},
+					{Node: wire.Node{ID: "dup", Key: key(2), Addresses: pfx("100.64.0.9/32")}},
+					{Node: wire.Node{ID: "me", Key: self, Addresses: pfx("100.64.0.8/32")}},
+					{Node: wire.Node{ID: "zero", Addresses: pfx("100.64.0.7/32")}},
 				},
-				Rules: []wire.FilterRule{rule},
+				Rules: []wire.FilterRule{rule, other},
 			},
 			want: overlay.Config{
 				PrivateKey: priv,
@@ -58,7 +63,7 @@ func TestConfigFromNetmap(t *testing.T) {
 					{Key: key(2), AllowedIPs: pfx("100.64.0.2/32"), Endpoint: ep("198.18.0.2:51820"), Keepalive: 25 * time.Second},
 					{Key: key(9), AllowedIPs: pfx("100.64.0.3/32", "fd7a:1:2::3/128"), Keepalive: 25 * time.Second},
 				},
-				Rules: []wire.FilterRule{rule},
+				Rules: []wire.FilterRule{resolved, other},
 			},
 		},
 		{
@@ -174,9 +179,9 @@ func TestRenewAtIsHalfLifeWithJitter(t *testing.T) {
 }
 
 func TestFindPeer(t *testing.T) {
-	nm := &wire.Netmap{Peers: []wire.Node{
-		{ID: "a", Name: "web-1", Addresses: pfx("100.64.0.2/32", "fd7a:1:2::2/128")},
-		{ID: "b", Name: "db-1", Addresses: pfx("100.64.0.3/32")},
+	nm := &wire.Netmap{Peers: []wire.Peer{
+		{Node: wire.Node{ID: "a", Name: "web-1", Addresses: pfx("100.64.0.2/32", "fd7a:1:2::2/128")}},
+		{Node: wire.Node{ID: "b", Name: "db-1", Addresses: pfx("100.64.0.3/32")}},
 	}}
 	for q, want := range map[string]wire.NodeID{"web-1": "a", "WEB-1": "a", "100.64.0.3": "b", "fd7a:1:2::2": "a", "nope": "", "100.64.0.9": ""} {
 		p, ok := findPeer(nm, q)

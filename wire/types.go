@@ -80,6 +80,18 @@ type Node struct {
 	Created   time.Time        `json:"created"`
 }
 
+// Peer is a node as another node (the receiver) sees it.
+type Peer struct {
+	Node
+	// Rules lists the IDs of the receiver's Rules that admit new flows from
+	// this peer. Rules name identities, not addresses: the receiver admits
+	// a flow when it comes from the overlay addresses of a peer whose Rules
+	// hold a matching rule's ID. A node joining or changing therefore
+	// changes only its own Peer entry at each receiver, never the rules.
+	// Empty means the peer may be reached but may not start flows in.
+	Rules []string `json:"rules,omitempty"`
+}
+
 // Proto is an IP protocol number (IANA).
 type Proto uint8
 
@@ -99,13 +111,18 @@ type PortRange struct {
 }
 
 // FilterRule admits new inbound flows to the node that receives it. A
-// packet matches when its source is in Sources, its protocol in Protocols,
-// and (for TCP and UDP) its destination port in Ports. There is no
-// wildcard: empty Sources, Protocols or Ports match nothing.
+// packet matches when its source is an overlay address of a peer whose
+// Peer.Rules hold ID (or is in Sources), its protocol is in Protocols, and
+// (for TCP and UDP) its destination port is in Ports. There is no
+// wildcard: no sources, empty Protocols or empty Ports match nothing.
 type FilterRule struct {
-	// ID names the policy rule or grant this came from, for verdict reasons.
-	ID        string         `json:"id"`
-	Sources   []netip.Prefix `json:"sources"`
+	// ID names the policy rule or grant this came from, for verdict reasons
+	// and for Peer.Rules. It is unique within one node's Rules.
+	ID string `json:"id"`
+	// Sources are extra source prefixes besides the peers naming this rule.
+	// The coordinator leaves it empty; the agent fills it when it resolves
+	// peers to addresses for its packet filter.
+	Sources   []netip.Prefix `json:"sources,omitempty"`
 	Protocols []Proto        `json:"protocols"`
 	Ports     []PortRange    `json:"ports"`
 	// Expires, when set, ends the rule on the agent's own clock.
@@ -118,7 +135,7 @@ type Netmap struct {
 	// Version increases with every change the coordinator makes.
 	Version uint64       `json:"version"`
 	Self    Node         `json:"self"`
-	Peers   []Node       `json:"peers"`
+	Peers   []Peer       `json:"peers"`
 	Rules   []FilterRule `json:"rules"`
 }
 
@@ -131,7 +148,7 @@ type Delta struct {
 	// Self is set when the node itself changed.
 	Self *Node `json:"self,omitempty"`
 	// Upsert adds peers or replaces them whole, by ID.
-	Upsert []Node `json:"upsert,omitempty"`
+	Upsert []Peer `json:"upsert,omitempty"`
 	// Remove drops peers by ID.
 	Remove []NodeID `json:"remove,omitempty"`
 	// Rules, when non-nil, replaces the rule set whole.

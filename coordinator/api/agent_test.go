@@ -270,9 +270,12 @@ func TestStreamSendsNetmapThenDeltas(t *testing.T) {
 	if len(d.Upsert) != 1 || d.Upsert[0].ID != b.resp.Node.ID || !d.RulesChanged {
 		t.Fatalf("join delta %+v", d)
 	}
-	if len(have.Rules) != 1 || have.Rules[0].ID != netmap.InterimRuleID ||
-		!slices.Equal(have.Rules[0].Sources, b.resp.Node.Addresses) {
+	if len(have.Rules) != 1 || have.Rules[0].ID != netmap.InterimRuleID || len(have.Rules[0].Sources) != 0 {
 		t.Fatalf("rules after join %+v", have.Rules)
+	}
+	if len(have.Peers) != 1 || !slices.Equal(have.Peers[0].Rules, []string{netmap.InterimRuleID}) ||
+		!slices.Equal(have.Peers[0].Addresses, b.resp.Node.Addresses) {
+		t.Fatalf("peers after join %+v: want beta, admitted by the interim rule", have.Peers)
 	}
 
 	// beta reports new endpoints: alpha gets beta again, with them.

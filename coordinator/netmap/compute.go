@@ -34,7 +34,7 @@ type Snapshot struct {
 // NewSnapshot returns a snapshot of nodes at version. It sorts nodes by ID
 // and takes ownership of the slice.
 func NewSnapshot(version uint64, nodes []wire.Node) *Snapshot {
-	wire.SortPeers(nodes)
+	wire.SortNodes(nodes)
 	s := &Snapshot{Version: version, Nodes: nodes, byID: make(map[wire.NodeID]int, len(nodes))}
 	for i, n := range nodes {
 		s.byID[n.ID] = i
@@ -76,20 +76,16 @@ func (InterimAllPeers) Compute(s *Snapshot, self wire.NodeID) (*wire.Netmap, boo
 	if !ok {
 		return nil, false
 	}
-	nm := &wire.Netmap{Version: s.Version, Self: me, Peers: make([]wire.Node, 0, len(s.Nodes)), Rules: []wire.FilterRule{}}
-	var sources []netip.Prefix
+	nm := &wire.Netmap{Version: s.Version, Self: me, Peers: make([]wire.Peer, 0, len(s.Nodes)), Rules: []wire.FilterRule{}}
 	for _, n := range s.Nodes {
 		if n.ID == self {
 			continue
 		}
-		nm.Peers = append(nm.Peers, n)
-		sources = append(sources, n.Addresses...)
+		nm.Peers = append(nm.Peers, wire.Peer{Node: n, Rules: []string{InterimRuleID}})
 	}
-	if len(sources) > 0 {
-		slices.SortFunc(sources, comparePrefix)
+	if len(nm.Peers) > 0 {
 		nm.Rules = append(nm.Rules, wire.FilterRule{
 			ID:        InterimRuleID,
-			Sources:   slices.Compact(sources),
 			Protocols: []wire.Proto{wire.ProtoICMP, wire.ProtoTCP, wire.ProtoUDP, wire.ProtoICMPv6},
 			Ports:     []wire.PortRange{{First: 1, Last: 65535}},
 		})

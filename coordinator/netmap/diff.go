@@ -35,7 +35,7 @@ func Diff(prev, next *wire.Netmap) *wire.Delta {
 			d.Upsert = append(d.Upsert, next.Peers[j])
 			j++
 		default:
-			if !NodeEqual(prev.Peers[i], next.Peers[j]) {
+			if !PeerEqual(prev.Peers[i], next.Peers[j]) {
 				d.Upsert = append(d.Upsert, next.Peers[j])
 			}
 			i++
@@ -46,6 +46,11 @@ func Diff(prev, next *wire.Netmap) *wire.Delta {
 		return nil
 	}
 	return d
+}
+
+// PeerEqual reports whether two peer entries are described identically.
+func PeerEqual(a, b wire.Peer) bool {
+	return NodeEqual(a.Node, b.Node) && slices.Equal(a.Rules, b.Rules)
 }
 
 // NodeEqual reports whether two nodes are described identically.

@@ -131,12 +131,13 @@ func TestInterimNetmapHasEveryOtherNodeAndOneRule(t *testing.T) {
 	if len(nm.Peers) != 2 || nm.Peers[0].ID != "n001" || nm.Peers[1].ID != "n003" {
 		t.Fatalf("peers %v, want n001, n003 in order", nm.Peers)
 	}
+	for _, p := range nm.Peers {
+		if !slices.Equal(p.Rules, []string{InterimRuleID}) {
+			t.Errorf("peer %s admitted by rules %v, want the interim rule", p.ID, p.Rules)
+		}
+	}
 	want := wire.FilterRule{
 		ID: InterimRuleID,
-		Sources: []netip.Prefix{
-			netip.MustParsePrefix("100.64.0.1/32"), netip.MustParsePrefix("100.64.0.3/32"),
-			netip.MustParsePrefix("fd01::1/128"), netip.MustParsePrefix("fd01::3/128"),
-		},
 		Protocols: []wire.Proto{wire.ProtoICMP, wire.ProtoTCP, wire.ProtoUDP, wire.ProtoICMPv6},
 		Ports:     []wire.PortRange{{First: 1, Last: 65535}},
 	}
@@ -154,7 +155,7 @@ func TestInterimNetmapHasEveryOtherNodeAndOneRule(t *testing.T) {
 
 func netmapEqual(a, b *wire.Netmap) bool {
 	return a.Version == b.Version && NodeEqual(a.Self, b.Self) &&
-		slices.EqualFunc(a.Peers, b.Peers, NodeEqual) && slices.EqualFunc(a.Rules, b.Rules, ruleEqual)
+		slices.EqualFunc(a.Peers, b.Peers, PeerEqual) && slices.EqualFunc(a.Rules, b.Rules, ruleEqual)
 }
 
 func TestDiffAppliesToNext(t *testing.T) {

@@ -284,7 +284,7 @@ func (s *Server) Netmap(id wire.NodeID) *wire.Netmap {
 }
 
 func (s *Server) netmapLocked(id wire.NodeID) *wire.Netmap {
-	nm := &wire.Netmap{Version: s.version, Self: s.nodes[id].Node, Peers: []wire.Node{}}
+	nm := &wire.Netmap{Version: s.version, Self: s.nodes[id].Node, Peers: []wire.Peer{}}
 	rule := wire.FilterRule{
 		ID:        "interim-allow-peers",
 		Protocols: []wire.Proto{wire.ProtoTCP, wire.ProtoUDP, wire.ProtoICMP, wire.ProtoICMPv6},
@@ -295,8 +295,7 @@ func (s *Server) netmapLocked(id wire.NodeID) *wire.Netmap {
 		if pid == id || n.Deleted {
 			continue
 		}
-		nm.Peers = append(nm.Peers, n.Node)
-		rule.Sources = append(rule.Sources, n.Addresses...)
+		nm.Peers = append(nm.Peers, wire.Peer{Node: n.Node, Rules: []string{rule.ID}})
 	}
 	nm.Rules = []wire.FilterRule{rule}
 	wire.SortPeers(nm.Peers)
