@@ -48,3 +48,46 @@ type NodeInfo struct {
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	KeyID    string    `json:"enrollment_key_id,omitempty"`
 }
+
+// PathTokens manages admin API tokens: GET list, POST create;
+// DELETE PathTokens/{id} revokes.
+const PathTokens = "/api/v1/tokens"
+
+// Token scopes. A call outside its token's scopes gets 403.
+const (
+	ScopeAdmin         = "admin"          // everything
+	ScopeNodesRead     = "nodes:read"     // list and show nodes
+	ScopeNodesWrite    = "nodes:write"    // delete nodes
+	ScopeKeysWrite     = "keys:write"     // create, list and revoke enrollment keys
+	ScopePolicyWrite   = "policy:write"   // save and restore the policy (reading needs nodes:read)
+	ScopeAccessApprove = "access:approve" // list, approve, deny and revoke access requests
+	ScopeAuditRead     = "audit:read"     // read the audit log
+)
+
+// CreateTokenRequest creates an API token.
+type CreateTokenRequest struct {
+	// User is the person (or system) the token acts for, e.g.
+	// "alice@example.com"; policy approvers and groups name users.
+	User        string   `json:"user"`
+	Scopes      []string `json:"scopes"`
+	Description string   `json:"description,omitempty"`
+	// Expiry is the lifetime from now; zero means the default (90 days).
+	Expiry time.Duration `json:"expiry,omitempty"`
+}
+
+// TokenInfo describes an API token. It never carries the secret.
+type TokenInfo struct {
+	ID          string     `json:"id"`
+	User        string     `json:"user"`
+	Scopes      []string   `json:"scopes"`
+	Description string     `json:"description,omitempty"`
+	Created     time.Time  `json:"created"`
+	Expires     time.Time  `json:"expires,omitzero"`
+	Revoked     *time.Time `json:"revoked,omitempty"`
+}
+
+// CreateTokenResponse is the only place the full token ever appears.
+type CreateTokenResponse struct {
+	Token string    `json:"token"`
+	Info  TokenInfo `json:"info"`
+}
