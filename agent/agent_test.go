@@ -96,7 +96,7 @@ func TestNetmapAndDeltasDriveOneReconfigPerChange(t *testing.T) {
 		{PrevVersion: 10, Version: 11, Upsert: []wire.Peer{{Node: b}}},
 		{PrevVersion: 11, Version: 12, Remove: []wire.NodeID{a.ID}},
 		{PrevVersion: 12, Version: 13, Upsert: []wire.Peer{{Node: b2}}}, // nothing the data plane sees
-		{PrevVersion: 13, Version: 14, RulesChanged: true},      // rules now empty
+		{PrevVersion: 13, Version: 14, RulesChanged: true},              // rules now empty
 	}
 	for _, d := range steps {
 		sendDelta(t, st, d)

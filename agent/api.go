@@ -266,6 +266,7 @@ func (a *Agent) Status(ctx context.Context) (localapi.Status, error) {
 	}
 	out.Self = nodeOf(nm.Self)
 	out.NetmapVersion = nm.Version
+	out.Rules = slices.Clone(nm.Rules)
 
 	stats := map[wire.NodePublic]EnginePeer{}
 	a.engMu.Lock()
@@ -281,7 +282,7 @@ func (a *Agent) Status(ctx context.Context) (localapi.Status, error) {
 		}
 	}
 	for _, p := range nm.Peers {
-		ps := localapi.Peer{Node: *nodeOf(p.Node)}
+		ps := localapi.Peer{Node: *nodeOf(p.Node), Rules: slices.Clone(p.Rules)}
 		if s, ok := stats[p.Key]; ok {
 			ps.Endpoint, ps.LastHandshake, ps.RxBytes, ps.TxBytes = s.Endpoint, s.LastHandshake, s.RxBytes, s.TxBytes
 		}
@@ -373,4 +374,43 @@ func findPeer(nm *wire.Netmap, q string) (wire.Node, bool) {
 		}
 	}
 	return wire.Node{}, false
+}
+
+// RequestAccess asks the coordinator, over this node's mutual TLS
+// identity, for just-in-time access from this node, and returns the
+// request as the coordinator recorded it. The coordinator decides who may
+// request what; the agent checks only that the request is complete and
+// that the node is up. A refusal keeps the coordinator's status and
+// reason.
+func (a *Agent) RequestAccess(ctx context.Context, req wire.NodeAccessRequest) (wire.AccessRequest, error) {
+	switch {
+	case strings.TrimSpace(req.To) == "":
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusBadRequest, "access request: the service to reach is required")
+	case req.Duration <= 0:
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusBadRequest, "access request: the duration must be positive")
+	case strings.TrimSpace(req.Reason) == "":
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusBadRequest, "access request: a reason is required")
+	}
+	a.mu.Lock()
+	st, s, refused, lastErr := a.st, a.sess, a.refused, a.lastErr
+	a.mu.Unlock()
+	switch {
+	case st == nil:
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusConflict, "not enrolled: run latch up first")
+	case s == nil || s.client == nil:
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusConflict, "latch is down: run latch up first")
+	case refused:
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusConflict, "the coordinator refuses this node: %s", lastErr)
+	}
+	resp, err := s.client.RequestAccess(ctx, req)
+	if err != nil {
+		a.log.Warn("access request failed", "to", req.To, logErr, err)
+		var ae *control.APIError
+		if errors.As(err, &ae) && ae.Status/100 == 4 {
+			return wire.AccessRequest{}, &localapi.Error{Status: ae.Status, Message: err.Error()}
+		}
+		return wire.AccessRequest{}, &localapi.Error{Status: http.StatusBadGateway, Message: err.Error()}
+	}
+	a.log.Info("access requested", "id", resp.ID, "to", req.To, "port", req.Port, "duration", req.Duration, "state", resp.State)
+	return resp, nil
 }

@@ -1,5 +1,6 @@
 // Package coordinator assembles the Latch control plane from its parts:
-// the store, the CA, the netmap hub and the HTTPS API, on one listener.
+// the store, the CA, the netmap hub (which compiles the access policy),
+// the grant expirer and the HTTPS API, on one listener.
 //
 // New prepares everything that must exist before serving (data directory
 // lock, database and migrations, CA, TLS certificate, bootstrap admin
@@ -24,10 +25,14 @@ import (
 	"github.com/latchnet/latch/coordinator/api"
 	"github.com/latchnet/latch/coordinator/atomicfile"
 	"github.com/latchnet/latch/coordinator/ca"
+	"github.com/latchnet/latch/coordinator/grants"
 	"github.com/latchnet/latch/coordinator/netmap"
 	"github.com/latchnet/latch/coordinator/store"
 	"github.com/latchnet/latch/wire"
 )
+
+// BootstrapUser is the user of the bootstrap admin token.
+const BootstrapUser = "bootstrap"
 
 // Files in the data directory besides the store's and the CA's.
 const (
@@ -45,6 +50,7 @@ type Coordinator struct {
 	ca    *ca.CA
 	cert  *ca.ServerCert
 	hub   *netmap.Hub
+	exp   *grants.Expirer
 	api   *api.Server
 	// started is when New ran: a node's disconnection is counted from
 	// no earlier than this, so a coordinator outage deletes no ephemeral
@@ -100,14 +106,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Coordinator, err
 		return nil, err
 	}
 	c.hub = netmap.NewHub(netmap.HubConfig{
-		Source:   netmap.StoreSource{Store: c.store},
-		Computer: netmap.InterimAllPeers{},
-		Logger:   log,
+		Source: &netmap.StoreSource{Store: c.store, Logger: log},
+		Logger: log,
 	})
+	c.exp = grants.Start(grants.Config{Store: c.store, Notify: c.hub.Notify, Logger: log})
 	c.api = api.New(api.Config{
 		Store:            c.store,
 		CA:               c.ca,
 		Hub:              c.hub,
+		Grants:           c.exp,
 		NodeCertLifetime: cfg.NodeCertLifetime,
 		Keepalive:        cfg.Keepalive,
 		Logger:           log,
@@ -150,6 +157,7 @@ func (c *Coordinator) bootstrap(ctx context.Context) error {
 	}
 	if _, err := c.store.CreateBootstrapToken(ctx, store.APIToken{
 		ID:          tok.ID,
+		User:        BootstrapUser,
 		Scopes:      []string{api.ScopeAdmin},
 		Description: "bootstrap",
 		Created:     time.Now(),
@@ -261,6 +269,9 @@ func (c *Coordinator) reapEphemeral(ctx context.Context) {
 // returns.
 func (c *Coordinator) Close() error {
 	var errs []error
+	if c.exp != nil {
+		c.exp.Close()
+	}
 	if c.hub != nil {
 		c.hub.Close()
 	}

@@ -160,6 +160,11 @@ func TestFirstStartWritesBootstrapTokenOnceAndNeverLogsIt(t *testing.T) {
 		t.Fatalf("create key with bootstrap token: %d", s)
 	}
 	r.enroll(t, key.Key, "n1")
+	// It acts for the user "bootstrap", and only it exists so far.
+	var toks []wire.TokenInfo
+	if s := r.call(t, http.MethodGet, wire.PathTokens, r.admin(), nil, &toks); s != http.StatusOK || len(toks) != 1 || toks[0].User != BootstrapUser {
+		t.Fatalf("tokens: %d %+v", s, toks)
+	}
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}

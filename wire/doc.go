@@ -39,8 +39,13 @@ const (
 	PathRenew  = "/api/v1/node/renew"
 )
 
-// MaxRequestBytes bounds every request body the coordinator reads.
+// MaxRequestBytes bounds every request body the coordinator reads, but for
+// policy saves.
 const MaxRequestBytes = 64 << 10
+
+// MaxPolicyRequestBytes bounds a policy save: a 1 MiB policy (the most the
+// parser takes) with room for its JSON string escapes.
+const MaxPolicyRequestBytes = 2 << 20
 
 // Error is the body of every non-2xx response from the coordinator's API.
 // Message is one line, safe to show to a user, and never contains a secret.

@@ -5,10 +5,12 @@
 // A policy names identities, never addresses:
 //
 //	{
-//	  "groups":    {"group:dba": ["alice@example.com"]},
-//	  "tagOwners": {"tag:web": ["group:sre"], "tag:api": [], "tag:db": ["group:dba"]},
+//	  "groups":    {"group:dba": ["alice@example.com"], "group:sre": ["bob@example.com"]},
+//	  "tagOwners": {"tag:web": ["group:sre"], "tag:api": [], "tag:db": ["group:dba"],
+//	                "tag:ci": ["group:sre"], "tag:staging": []},
 //	  "services":  {"svc:api": {"tags": ["tag:api"], "ports": ["8080/tcp"]},
-//	                "svc:db":  {"tags": ["tag:db"],  "ports": ["5432/tcp"]}},
+//	                "svc:db":  {"tags": ["tag:db"],  "ports": ["5432/tcp"]},
+//	                "svc:staging": {"tags": ["tag:staging"], "ports": ["443/tcp"]}},
 //	  "rules": [
 //	    {"src": ["tag:web"], "dst": ["svc:api"]},
 //	    {"src": ["svc:api"], "dst": ["svc:db"]},

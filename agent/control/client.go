@@ -157,6 +157,24 @@ func (c *Client) Renew(ctx context.Context, csr []byte) (*x509.Certificate, erro
 	return cert, nil
 }
 
+// RequestAccess asks the coordinator for just-in-time access from this
+// node (POST wire.PathNodeAccess) and returns the request as recorded:
+// pending, or approved at once when the policy auto-approves it. A refusal
+// by the coordinator is returned as an error wrapping *APIError.
+func (c *Client) RequestAccess(ctx context.Context, req wire.NodeAccessRequest) (wire.AccessRequest, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	var resp wire.AccessRequest
+	if err := doJSON(ctx, c.hc, http.MethodPost, c.base+wire.PathNodeAccess, req, &resp); err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) {
+			return wire.AccessRequest{}, fmt.Errorf("requesting access: %w", ae)
+		}
+		return wire.AccessRequest{}, fmt.Errorf("requesting access: %s", oneLine(err))
+	}
+	return resp, nil
+}
+
 // StreamFunc receives every netmap the stream yields, full maps and the
 // results of deltas alike; full is true for a full map. It must not keep
 // nm past the call without copying (Stream never modifies it).

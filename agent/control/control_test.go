@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -309,4 +310,21 @@ func equal[T comparable](a, b []T) bool {
 		}
 	}
 	return true
+}
+
+func TestRequestAccessKeepsTheCoordinatorsStatusAndReason(t *testing.T) {
+	s := fakecoord.New(t, fakecoord.Options{})
+	c, en := streamClient(t, s, 0)
+	ar, err := c.RequestAccess(context.Background(), wire.NodeAccessRequest{To: "svc:db", Duration: time.Minute, Reason: "INC-1"})
+	if err != nil || ar.State != wire.AccessPending || ar.Src != en.Node.ID {
+		t.Fatalf("RequestAccess = %+v, %v", ar, err)
+	}
+	s.OnAccess(func(wire.Node, wire.NodeAccessRequest) (wire.AccessRequest, int, string) {
+		return wire.AccessRequest{}, http.StatusForbidden, "not allowed by policy"
+	})
+	_, err = c.RequestAccess(context.Background(), wire.NodeAccessRequest{To: "svc:db", Duration: time.Minute, Reason: "INC-1"})
+	var ae *control.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusForbidden || err.Error() != "requesting access: not allowed by policy" {
+		t.Fatalf("refused RequestAccess error = %v (%T)", err, err)
+	}
 }

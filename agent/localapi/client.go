@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/latchnet/latch/wire"
 )
 
 // Client calls the local API of the agent listening on a unix socket.
@@ -48,6 +50,13 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
 	err := c.do(ctx, http.MethodGet, PathStatus, nil, &st)
 	return st, err
+}
+
+// RequestAccess calls POST /v1/access.
+func (c *Client) RequestAccess(ctx context.Context, req wire.NodeAccessRequest) (wire.AccessRequest, error) {
+	var resp wire.AccessRequest
+	err := c.do(ctx, http.MethodPost, PathAccess, req, &resp)
+	return resp, err
 }
 
 // Ping calls POST /v1/ping and hands every event to fn as it arrives. An

@@ -17,9 +17,10 @@ import (
 )
 
 type fakeBackend struct {
-	upReq  localapi.UpRequest
-	upErr  error
-	status localapi.Status
+	upReq     localapi.UpRequest
+	upErr     error
+	status    localapi.Status
+	accessReq wire.NodeAccessRequest
 }
 
 func (b *fakeBackend) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpResponse, error) {
@@ -41,6 +42,14 @@ func (b *fakeBackend) Ping(ctx context.Context, req localapi.PingRequest, emit f
 	emit(localapi.PingEvent{Target: &localapi.PingTarget{Name: req.Peer, Address: netip.MustParseAddr("100.64.0.2")}})
 	emit(localapi.PingEvent{Reply: &localapi.PingReply{Seq: 1, RTT: time.Millisecond}})
 	return errors.New("socket closed\nsecond line")
+}
+
+func (b *fakeBackend) RequestAccess(ctx context.Context, req wire.NodeAccessRequest) (wire.AccessRequest, error) {
+	b.accessReq = req
+	if req.To == "svc:nope" {
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusForbidden, "no access rule lets this node request svc:nope")
+	}
+	return wire.AccessRequest{ID: "ar1", To: req.To, Port: req.Port, Duration: req.Duration, Reason: req.Reason, State: wire.AccessPending}, nil
 }
 
 // serve starts the API over b on a socket in a temp dir.
@@ -83,6 +92,17 @@ func TestClientServerRoundTrip(t *testing.T) {
 		t.Errorf("Down: %v", err)
 	}
 
+	ar, err := c.RequestAccess(ctx, wire.NodeAccessRequest{To: "svc:db", Port: 5432, Duration: 30 * time.Minute, Reason: "INC-42"})
+	if err != nil || ar.ID != "ar1" || ar.State != wire.AccessPending || ar.Duration != 30*time.Minute {
+		t.Errorf("RequestAccess = %+v, %v", ar, err)
+	}
+	if want := (wire.NodeAccessRequest{To: "svc:db", Port: 5432, Duration: 30 * time.Minute, Reason: "INC-42"}); b.accessReq != want {
+		t.Errorf("backend got %+v, want %+v", b.accessReq, want)
+	}
+	if _, err := c.RequestAccess(ctx, wire.NodeAccessRequest{To: "svc:nope"}); err == nil || err.Error() != "no access rule lets this node request svc:nope" {
+		t.Errorf("refused RequestAccess error = %v", err)
+	}
+
 	b.upErr = errors.New("enrollment refused: enrollment key expired")
 	if _, err := c.Up(ctx, localapi.UpRequest{}); err == nil || err.Error() != "enrollment refused: enrollment key expired" {
 		t.Errorf("Up error = %v", err)
@@ -116,6 +136,8 @@ func TestServerRejectsUnknownFieldsAndRoutes(t *testing.T) {
 		{"GET", localapi.PathUp, ``, http.StatusMethodNotAllowed},
 		{"GET", "/v1/nope", ``, http.StatusNotFound},
 		{"GET", localapi.PathStatus, ``, http.StatusOK},
+		{"POST", localapi.PathAccess, `{"to":"svc:db","bogus":1}`, http.StatusBadRequest},
+		{"GET", localapi.PathAccess, ``, http.StatusMethodNotAllowed},
 	}
 	for _, tt := range tests {
 		req, _ := http.NewRequest(tt.method, "http://latchd"+tt.path, strings.NewReader(tt.body))

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+
+	"github.com/latchnet/latch/wire"
 )
 
 // Backend is what the local API serves. The agent implements it.
@@ -24,6 +26,10 @@ type Backend interface {
 	// Ping pings a peer, calling emit for the target and every reply,
 	// in order, from the calling goroutine.
 	Ping(ctx context.Context, req PingRequest, emit func(PingEvent)) error
+	// RequestAccess asks the coordinator for just-in-time access from
+	// this node and returns the request as recorded (pending, or
+	// approved at once when the policy auto-approves it).
+	RequestAccess(ctx context.Context, req wire.NodeAccessRequest) (wire.AccessRequest, error)
 }
 
 // Error is a backend failure with the HTTP status to answer; other
@@ -53,6 +59,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST "+PathDown, s.down)
 	mux.HandleFunc("GET "+PathStatus, s.status)
 	mux.HandleFunc("POST "+PathPing, s.ping)
+	mux.HandleFunc("POST "+PathAccess, s.requestAccess)
 	return mux
 }
 
@@ -120,6 +127,19 @@ func (s *server) ping(w http.ResponseWriter, r *http.Request) {
 	default:
 		emit(PingEvent{Error: oneLine(err.Error())})
 	}
+}
+
+func (s *server) requestAccess(w http.ResponseWriter, r *http.Request) {
+	var req wire.NodeAccessRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	resp, err := s.b.RequestAccess(r.Context(), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {

@@ -8,6 +8,7 @@
 //	POST /v1/down                -> 204
 //	GET  /v1/status              -> Status
 //	POST /v1/ping    PingRequest -> application/x-ndjson of PingEvent
+//	POST /v1/access  wire.NodeAccessRequest -> wire.AccessRequest
 //
 // Failures answer {"error": "one line"} with a 4xx or 5xx status.
 //
@@ -27,6 +28,9 @@ const (
 	PathDown   = "/v1/down"
 	PathStatus = "/v1/status"
 	PathPing   = "/v1/ping"
+	// PathAccess asks the coordinator, over the node's own mutual TLS
+	// identity, for just-in-time access from this node.
+	PathAccess = "/v1/access"
 )
 
 // UpRequest brings the node up, enrolling it first when it has no
@@ -79,7 +83,10 @@ type Status struct {
 	NetmapVersion uint64    `json:"netmap_version,omitempty"`
 	CertExpires   time.Time `json:"cert_expires,omitzero"`
 	Interface     string    `json:"interface,omitempty"`
-	Peers         []Peer    `json:"peers"`
+	// Rules are the netmap's inbound rules (without resolved sources):
+	// what may open flows into this node, and until when.
+	Rules []wire.FilterRule `json:"rules,omitempty"`
+	Peers []Peer            `json:"peers"`
 }
 
 // Node is a node as the netmap describes it.
@@ -100,6 +107,9 @@ type Peer struct {
 	LastHandshake time.Time      `json:"last_handshake,omitzero"`
 	RxBytes       int64          `json:"rx_bytes"`
 	TxBytes       int64          `json:"tx_bytes"`
+	// Rules are the IDs of this node's rules that let the peer open flows
+	// in; empty means the peer may be reached but may not connect in.
+	Rules []string `json:"rules,omitempty"`
 }
 
 // PingRequest pings a peer over the overlay.

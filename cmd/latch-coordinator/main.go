@@ -25,8 +25,9 @@ import (
 
 const usage = `Usage: latch-coordinator <command> [flags]
 
-The Latch coordinator: node identities, enrollment keys, the network map
-and the admin API, served over HTTPS (TLS 1.3) on one port.
+The Latch coordinator: node identities, enrollment keys, the access
+policy and just-in-time grants, the network map and the admin API, served
+over HTTPS (TLS 1.3) on one port.
 
 Commands:
   serve    run the coordinator

@@ -147,11 +147,15 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		var we wire.Error
-		if json.Unmarshal(b, &we) == nil && we.Message != "" {
-			return errors.New(we.Message)
+		ae := &apiError{Status: resp.StatusCode}
+		// wire.PolicyError is wire.Error with a place in the policy.
+		var pe wire.PolicyError
+		if json.Unmarshal(b, &pe) == nil && pe.Message != "" {
+			ae.Message, ae.Line, ae.Column = pe.Message, pe.Line, pe.Column
+		} else {
+			ae.Message = "coordinator answered " + resp.Status
 		}
-		return fmt.Errorf("coordinator answered %s", resp.Status)
+		return ae
 	}
 	if out == nil {
 		return nil
@@ -160,4 +164,25 @@ func (c *adminClient) do(ctx context.Context, method, path string, in, out any) 
 		return fmt.Errorf("decoding the coordinator's answer: %v", err)
 	}
 	return nil
+}
+
+// apiError is a non-2xx answer of the admin API. Error() is the
+// coordinator's one-line reason.
+type apiError struct {
+	Status  int
+	Message string
+	// Line and Column place a refused policy's error (wire.PolicyError);
+	// zero when the error has no place.
+	Line, Column int
+}
+
+func (e *apiError) Error() string { return e.Message }
+
+// statusOf returns the HTTP status of an admin API error, or 0.
+func statusOf(err error) int {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
 }

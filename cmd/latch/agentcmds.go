@@ -139,6 +139,19 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 	if !st.CertExpires.IsZero() {
 		fmt.Fprintf(tw, "certificate:\texpires %s\n", relTime(st.CertExpires, now))
 	}
+	if st.NetmapVersion != 0 {
+		fmt.Fprintf(tw, "inbound rules:\t%d\n", len(st.Rules))
+		for _, r := range st.Rules {
+			if r.Expires.IsZero() {
+				continue
+			}
+			verb := "expires"
+			if !now.Before(r.Expires) {
+				verb = "expired"
+			}
+			fmt.Fprintf(tw, "\t%s %s %s\n", r.ID, verb, relTime(r.Expires, now))
+		}
+	}
 	if st.LastError != "" {
 		fmt.Fprintf(tw, "last error:\t%s\n", st.LastError)
 	}
@@ -152,7 +165,9 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tADDRESSES\tENDPOINT\tHANDSHAKE\tRX\tTX")
+	// IN lists the rules that let the peer open flows into this node;
+	// "-" means it may be reached but may not connect in.
+	fmt.Fprintln(tw, "PEER\tADDRESSES\tIN\tENDPOINT\tHANDSHAKE\tRX\tTX")
 	for _, p := range st.Peers {
 		ep := "-"
 		if p.Endpoint.IsValid() {
@@ -164,7 +179,11 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 		if !p.LastHandshake.IsZero() {
 			hs = relTime(p.LastHandshake, now)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, joinPrefixAddrs(p.Addresses, ","), ep, hs, bytesStr(p.RxBytes), bytesStr(p.TxBytes))
+		in := "-"
+		if len(p.Rules) > 0 {
+			in = strings.Join(p.Rules, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, joinPrefixAddrs(p.Addresses, ","), in, ep, hs, bytesStr(p.RxBytes), bytesStr(p.TxBytes))
 	}
 	tw.Flush()
 }

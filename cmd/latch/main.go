@@ -1,9 +1,12 @@
 // Command latch is the command line for people: agent verbs (up, down,
-// status, ping) talk to the local latchd over its unix socket; admin verbs
-// (keys, nodes) talk to the coordinator's admin API over HTTPS.
+// status, ping, access request) talk to the local latchd over its unix
+// socket; admin verbs (keys, tokens, nodes, policy, access list|approve|
+// deny|revoke) talk to the coordinator's admin API over HTTPS; policy
+// check needs neither.
 //
 // Exit status: 0 on success, 1 on failure, 2 on bad usage. Failures print
-// one line to stderr.
+// one line to stderr: "latch: reason", or "FILE:LINE:COL: reason" for a
+// policy refused at a place in its text.
 package main
 
 import (
@@ -17,11 +20,13 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stdin: os.Stdin, stdinIsTerminal: stdinIsTerminal}
 	code := run(ctx, e, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -31,6 +36,17 @@ func main() {
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// stdin answers confirmation prompts; nil reads as empty.
+	stdin io.Reader
+	// stdinIsTerminal reports whether a person can answer a prompt; nil
+	// means no.
+	stdinIsTerminal func() bool
+}
+
+// stdinIsTerminal reports whether the process's stdin is a terminal.
+func stdinIsTerminal() bool {
+	_, err := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // command is a verb, with sub-verbs or a run function.
@@ -54,10 +70,21 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
+// placedError is a failure that names its own place, compiler style
+// ("policy.hujson:12:5: unknown tag"): printed as is, exit 1.
+type placedError struct{ msg string }
+
+func (p *placedError) Error() string { return p.msg }
+
 func commands() []*command {
 	return []*command{
 		upCommand(), downCommand(), statusCommand(), pingCommand(),
+		{name: "access", summary: "request just-in-time access (agent); list, approve, deny and revoke requests (admin)", sub: []*command{
+			accessRequestCommand(), accessListCommand(), accessApproveCommand(), accessDenyCommand(), accessRevokeCommand()}},
+		{name: "policy", summary: "check a policy file; get, set and restore the access policy (admin)", sub: []*command{
+			policyCheckCommand(), policyGetCommand(), policySetCommand(), policyVersionsCommand(), policyRestoreCommand()}},
 		{name: "keys", summary: "manage enrollment keys (admin)", sub: []*command{keysCreateCommand(), keysListCommand(), keysRevokeCommand()}},
+		{name: "tokens", summary: "manage admin API tokens (admin)", sub: []*command{tokensCreateCommand(), tokensListCommand(), tokensRevokeCommand()}},
 		{name: "nodes", summary: "list, show and delete nodes (admin)", sub: []*command{nodesListCommand(), nodesShowCommand(), nodesDeleteCommand()}},
 	}
 }
@@ -66,9 +93,13 @@ func commands() []*command {
 func run(ctx context.Context, e *env, args []string) int {
 	err := dispatch(ctx, e, &command{name: "latch", sub: commands()}, nil, args)
 	var ue *usageError
+	var pe *placedError
 	switch {
 	case err == nil || errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &pe):
+		fmt.Fprintln(e.stderr, oneLine(pe.msg))
+		return 1
 	case errors.As(err, &ue):
 		fmt.Fprintf(e.stderr, "latch: %s\n", oneLine(err.Error()))
 		return 2

@@ -26,8 +26,22 @@ import (
 // outputs.
 func cli(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
 	t.Helper()
+	return cliStdin(t, vars, nil, args...)
+}
+
+// terminal is what a person types at a terminal.
+type terminal struct{ input string }
+
+// cliStdin is cli with stdin a terminal where term types its input, or
+// not a terminal (and empty) when term is nil.
+func cliStdin(t *testing.T, vars map[string]string, term *terminal, args ...string) (int, string, string) {
+	t.Helper()
 	var out, errOut bytes.Buffer
 	e := &env{stdout: &out, stderr: &errOut, getenv: func(k string) string { return vars[k] }}
+	if term != nil {
+		e.stdin = strings.NewReader(term.input)
+		e.stdinIsTerminal = func() bool { return true }
+	}
 	code := run(context.Background(), e, args)
 	return code, out.String(), errOut.String()
 }
@@ -126,6 +140,7 @@ type fakeAgent struct {
 	up      localapi.UpRequest
 	downs   int
 	replies []localapi.PingReply
+	access  []wire.NodeAccessRequest
 }
 
 func (f *fakeAgent) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpResponse, error) {
@@ -157,8 +172,30 @@ func (f *fakeAgent) Status(ctx context.Context) (localapi.Status, error) {
 			Endpoint:      netip.MustParseAddrPort("198.18.0.8:51820"),
 			LastHandshake: time.Now().Add(-5 * time.Second),
 			RxBytes:       2048, TxBytes: 10,
+			Rules: []string{"r-0a1b2c3d4e/0", "grant-ar1"},
+		}, {
+			Node: localapi.Node{ID: "n9", Name: "api-1", Addresses: []netip.Prefix{netip.MustParsePrefix("100.64.0.9/32")}},
 		}},
+		NetmapVersion: 12,
+		Rules:         []wire.FilterRule{{ID: "r-0a1b2c3d4e/0"}, {ID: "grant-ar1", Expires: time.Now().Add(29*time.Minute + 30*time.Second)}},
 	}, nil
+}
+
+func (f *fakeAgent) RequestAccess(ctx context.Context, req wire.NodeAccessRequest) (wire.AccessRequest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.access = append(f.access, req)
+	ar := wire.AccessRequest{ID: "ar1", Src: "n7", SrcName: "web-1", To: req.To, Port: req.Port, Duration: req.Duration, Reason: req.Reason,
+		State: wire.AccessPending, Created: time.Now()}
+	switch req.To {
+	case "svc:staging":
+		ar.State, ar.Approver, ar.Expires = wire.AccessApproved, "policy", time.Now().Add(req.Duration)
+	case "svc:denied":
+		ar.State, ar.DecisionReason = wire.AccessDenied, "not during a freeze"
+	case "svc:secret":
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusForbidden, "requesting access: no access rule lets web-1 request svc:secret")
+	}
+	return ar, nil
 }
 
 func (f *fakeAgent) Ping(ctx context.Context, req localapi.PingRequest, emit func(localapi.PingEvent)) error {
@@ -213,7 +250,8 @@ func TestAgentVerbs(t *testing.T) {
 	oneLineErr(t, errOut)
 
 	code, out, _ = cli(t, vars, "status")
-	for _, want := range []string{"state:", "connected", "web-1 100.64.0.7 (id n7)", "PEER", "db-1", "198.18.0.8:51820", "5s ago", "2.0 KiB", "10 B"} {
+	for _, want := range []string{"state:", "connected", "web-1 100.64.0.7 (id n7)", "PEER", "db-1", "198.18.0.8:51820", "5s ago", "2.0 KiB", "10 B",
+		"inbound rules:  2", "grant-ar1 expires in 29m", "IN", "r-0a1b2c3d4e/0,grant-ar1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
 		}
@@ -229,13 +267,14 @@ func TestAgentVerbs(t *testing.T) {
 			Name string `json:"name"`
 		} `json:"self"`
 		Peers []struct {
-			Name     string `json:"name"`
-			Endpoint string `json:"endpoint"`
-			RxBytes  int64  `json:"rx_bytes"`
+			Name     string   `json:"name"`
+			Endpoint string   `json:"endpoint"`
+			RxBytes  int64    `json:"rx_bytes"`
+			Rules    []string `json:"rules"`
 		} `json:"peers"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.State != "connected" || st.Self.Name != "web-1" ||
-		len(st.Peers) != 1 || st.Peers[0].Endpoint != "198.18.0.8:51820" || st.Peers[0].RxBytes != 2048 {
+		len(st.Peers) != 2 || st.Peers[0].Endpoint != "198.18.0.8:51820" || st.Peers[0].RxBytes != 2048 || len(st.Peers[0].Rules) != 2 || len(st.Peers[1].Rules) != 0 {
 		t.Errorf("status --json: exit %d, %q", code, out)
 	}
 
@@ -286,7 +325,6 @@ type fakeAdmin struct {
 
 func serveAdmin(t *testing.T, a *fakeAdmin) map[string]string {
 	t.Helper()
-	const token = "latchtok_0123456789ab_secret"
 	now := time.Now()
 	key := wire.KeyInfo{ID: "k1", Description: "ci", Reusable: true, Tags: []wire.Tag{"tag:ci"}, Created: now, Expires: now.Add(24 * time.Hour), Uses: 3}
 	node := wire.NodeInfo{Node: wire.Node{ID: "n7", Name: "web-1", Key: wire.NodePublic{1, 2, 3}, Addresses: []netip.Prefix{netip.MustParsePrefix("100.64.0.7/32")}, Created: now}, Hostname: "web-1", Online: true}
@@ -309,9 +347,25 @@ func serveAdmin(t *testing.T, a *fakeAdmin) map[string]string {
 		json.NewEncoder(w).Encode(node)
 	})
 	mux.HandleFunc("DELETE /api/v1/nodes/{id}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	return serveTLS(t, a, mux)
+}
+
+// testToken is the admin token the fake coordinator accepts.
+const testToken = "latchtok_0123456789ab_secret"
+
+// serveTLS serves mux as the coordinator's admin API over HTTPS, logging
+// every request in a and refusing other tokens than testToken. It returns
+// the environment that points latch at it.
+func serveTLS(t *testing.T, a *fakeAdmin, mux *http.ServeMux) map[string]string {
+	t.Helper()
+	const token = testToken
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
-		a.requests = append(a.requests, r.Method+" "+r.URL.Path)
+		if r.URL.RawQuery != "" {
+			a.requests = append(a.requests, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
+		} else {
+			a.requests = append(a.requests, r.Method+" "+r.URL.Path)
+		}
 		a.mu.Unlock()
 		if r.Header.Get("Authorization") != "Bearer "+token {
 			w.WriteHeader(http.StatusUnauthorized)

@@ -16,7 +16,7 @@ import (
 )
 
 // ScopeAdmin lets a token use the whole admin API.
-const ScopeAdmin = "admin"
+const ScopeAdmin = wire.ScopeAdmin
 
 // Enrollment key lifetimes.
 const (
@@ -26,10 +26,11 @@ const (
 
 type tokenKey struct{}
 
-// admin wraps an admin route: it requires a valid bearer token with the
-// admin scope. Unknown token, wrong secret and malformed token all get the
-// same answer.
-func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+// admin wraps an admin route: it requires a valid bearer token with scope
+// (or the admin scope, which covers every other). Unknown token, wrong
+// secret and malformed token all get the same answer, 401; a valid token
+// outside its scopes gets 403.
+func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		unauthorized := func(msg string) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="latch"`)
@@ -69,15 +70,37 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 		case !t.Expires.IsZero() && !now.Before(t.Expires):
 			unauthorized("API token expired")
 			return
-		case !slices.Contains(t.Scopes, ScopeAdmin):
-			writeError(w, http.StatusForbidden, "API token lacks the admin scope")
+		case !hasScope(t.Scopes, scope):
+			s.log.Info("refused API call outside the token's scopes", logToken, t.ID, "scope", scope, "path", r.URL.Path)
+			writeError(w, http.StatusForbidden, fmt.Sprintf("API token lacks the %s scope needed for %s %s", scope, r.Method, r.URL.Path))
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, t.ID)))
+		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, t)))
 	}
 }
 
-func tokenID(r *http.Request) string { id, _ := r.Context().Value(tokenKey{}).(string); return id }
+// hasScope reports whether scopes grant need.
+func hasScope(scopes []string, need string) bool {
+	return slices.Contains(scopes, need) || slices.Contains(scopes, ScopeAdmin)
+}
+
+// caller returns the token that authenticated an admin request.
+func caller(r *http.Request) store.APIToken {
+	t, _ := r.Context().Value(tokenKey{}).(store.APIToken)
+	return t
+}
+
+func tokenID(r *http.Request) string { return caller(r).ID }
+
+// actor names the caller in records: its user, or its token ID when the
+// token has no user.
+func actor(r *http.Request) string {
+	t := caller(r)
+	if t.User != "" {
+		return t.User
+	}
+	return "token:" + t.ID
+}
 
 func keyInfo(k store.EnrollmentKey) wire.KeyInfo {
 	ki := wire.KeyInfo{
@@ -134,6 +157,8 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		Tags:        tags,
 		Created:     now,
 		Expires:     now.Add(req.Expiry),
+		// Untagged nodes this key enrolls are owned by the caller's user.
+		CreatedByUser: caller(r).User,
 	}
 	if err := s.cfg.Store.CreateEnrollmentKey(r.Context(), k, store.HashSecret(key.Secret)); err != nil {
 		s.internalError(w, r, "creating enrollment key", err)

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/latchnet/latch/coordinator/ca"
-	"github.com/latchnet/latch/coordinator/netmap"
 	"github.com/latchnet/latch/coordinator/store"
 	"github.com/latchnet/latch/wire"
 )
@@ -236,16 +235,24 @@ func TestNodeCertificateFromForeignCAIsRefused(t *testing.T) {
 	}
 }
 
+// webAPIPolicy lets tag:web reach svc:api (8080/tcp).
+const webAPIPolicy = `{
+  "tagOwners": {"tag:web": [], "tag:api": []},
+  "services": {"svc:api": {"tags": ["tag:api"], "ports": ["8080/tcp"]}},
+  "rules": [{"src": ["tag:web"], "dst": ["svc:api"]}],
+}`
+
 func TestStreamSendsNetmapThenDeltas(t *testing.T) {
 	e := newEnv(t, nil)
-	key := e.createKey(wire.CreateKeyRequest{Reusable: true})
-	a := e.enroll(key.Key, "alpha")
+	apiKey := e.createKey(wire.CreateKeyRequest{Reusable: true, Tags: []wire.Tag{"tag:api"}})
+	webKey := e.createKey(wire.CreateKeyRequest{Reusable: true, Tags: []wire.Tag{"tag:web"}})
+	a := e.enroll(apiKey.Key, "alpha")
 	s, status := e.openStream(a.client)
 	if status != http.StatusOK {
 		t.Fatalf("stream: %d", status)
 	}
 	m := s.next()
-	if m.Type != wire.MsgNetmap || m.Netmap.Self.ID != a.resp.Node.ID || len(m.Netmap.Peers) != 0 {
+	if m.Type != wire.MsgNetmap || m.Netmap.Self.ID != a.resp.Node.ID || len(m.Netmap.Peers) != 0 || len(m.Netmap.Rules) != 0 {
 		t.Fatalf("first message %+v", m)
 	}
 	have := m.Netmap
@@ -265,17 +272,21 @@ func TestStreamSendsNetmapThenDeltas(t *testing.T) {
 		return m.Delta
 	}
 
-	b := e.enroll(key.Key, "beta")
-	d := apply("join")
+	// Without a policy a joining node is invisible: the next thing alpha
+	// hears of is the policy, which shows it beta and the rule admitting it.
+	b := e.enroll(webKey.Key, "beta")
+	e.setPolicy(webAPIPolicy)
+	d := apply("policy")
 	if len(d.Upsert) != 1 || d.Upsert[0].ID != b.resp.Node.ID || !d.RulesChanged {
-		t.Fatalf("join delta %+v", d)
+		t.Fatalf("policy delta %+v", d)
 	}
-	if len(have.Rules) != 1 || have.Rules[0].ID != netmap.InterimRuleID || len(have.Rules[0].Sources) != 0 {
-		t.Fatalf("rules after join %+v", have.Rules)
+	if len(have.Rules) != 1 || len(have.Rules[0].Sources) != 0 ||
+		!slices.Equal(have.Rules[0].Ports, []wire.PortRange{{First: 8080, Last: 8080}}) {
+		t.Fatalf("rules after the policy %+v", have.Rules)
 	}
-	if len(have.Peers) != 1 || !slices.Equal(have.Peers[0].Rules, []string{netmap.InterimRuleID}) ||
+	if len(have.Peers) != 1 || !slices.Equal(have.Peers[0].Rules, []string{have.Rules[0].ID}) ||
 		!slices.Equal(have.Peers[0].Addresses, b.resp.Node.Addresses) {
-		t.Fatalf("peers after join %+v: want beta, admitted by the interim rule", have.Peers)
+		t.Fatalf("peers after the policy %+v: want beta, admitted by the rule", have.Peers)
 	}
 
 	// beta reports new endpoints: alpha gets beta again, with them.
@@ -289,13 +300,20 @@ func TestStreamSendsNetmapThenDeltas(t *testing.T) {
 		t.Fatalf("endpoint delta %+v", d)
 	}
 
+	// A second web node joins: alpha gets it alone; the rules stay.
+	c := e.enroll(webKey.Key, "gamma")
+	d = apply("join")
+	if len(d.Upsert) != 1 || d.Upsert[0].ID != c.resp.Node.ID || d.RulesChanged || len(d.Remove) != 0 {
+		t.Fatalf("join delta %+v", d)
+	}
+
 	// beta is deleted: alpha gets a removal.
 	e.admin(http.MethodDelete, wire.PathNodes+"/beta", nil, http.StatusNoContent, nil)
 	d = apply("delete")
-	if !slices.Equal(d.Remove, []wire.NodeID{b.resp.Node.ID}) || !d.RulesChanged || len(have.Rules) != 0 {
+	if !slices.Equal(d.Remove, []wire.NodeID{b.resp.Node.ID}) || d.RulesChanged || len(have.Rules) != 1 {
 		t.Fatalf("delete delta %+v, rules %+v", d, have.Rules)
 	}
-	if len(have.Peers) != 0 {
+	if len(have.Peers) != 1 || have.Peers[0].ID != c.resp.Node.ID {
 		t.Fatalf("peers after delete %+v", have.Peers)
 	}
 }

@@ -1,12 +1,14 @@
 // Package api is the coordinator's HTTPS API: one http.Handler serving the
-// agent API (enrollment, the netmap stream, updates, certificate renewal;
-// see package wire) and the admin API (enrollment keys and nodes).
+// agent API (enrollment, the netmap stream, updates, certificate renewal,
+// access requests; see package wire) and the admin API (enrollment keys,
+// nodes, API tokens, the access policy and access grants).
 //
 // Authentication is per route. Enrollment is authenticated by the
 // enrollment key in the body; every other agent route requires a node
 // certificate (mutual TLS) that chains to the network's CA, names an
 // existing node and carries that node's current certificate key. Admin
-// routes require "Authorization: Bearer <API token>" with the admin scope.
+// routes require "Authorization: Bearer <API token>" with the route's
+// scope (wire.Scope*) or the admin scope; outside it they answer 403.
 //
 // Every request body is bounded by wire.MaxRequestBytes (413 beyond) and
 // decoded strictly (400 for malformed JSON or unknown fields). Every error
@@ -49,6 +51,9 @@ type Config struct {
 	Store store.Store
 	CA    *ca.CA
 	Hub   *netmap.Hub
+	// Grants is told when a grant was approved, so it can expire it in
+	// time. Optional.
+	Grants interface{ Kick() }
 	// NodeCertLifetime is the validity of issued node certificates.
 	NodeCertLifetime time.Duration
 	// Keepalive is the longest a netmap stream stays silent.
@@ -60,9 +65,10 @@ type Config struct {
 
 // Server is the API handler.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
+	cfg      Config
+	log      *slog.Logger
+	mux      *http.ServeMux
+	policies policyCache
 }
 
 // New returns the API handler.
@@ -85,16 +91,34 @@ func New(cfg Config) *Server {
 	s.route(wire.PathStream, map[string]http.HandlerFunc{http.MethodGet: s.agent(s.node(s.handleStream))})
 	s.route(wire.PathUpdate, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleUpdate))})
 	s.route(wire.PathRenew, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleRenew))})
+	s.route(wire.PathNodeAccess, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleNodeAccess))})
+
 	s.route(wire.PathKeys, map[string]http.HandlerFunc{
-		http.MethodGet:  s.admin(s.handleListKeys),
-		http.MethodPost: s.admin(s.handleCreateKey),
+		http.MethodGet:  s.admin(wire.ScopeKeysWrite, s.handleListKeys),
+		http.MethodPost: s.admin(wire.ScopeKeysWrite, s.handleCreateKey),
 	})
-	s.route(wire.PathKeys+"/{id}", map[string]http.HandlerFunc{http.MethodDelete: s.admin(s.handleRevokeKey)})
-	s.route(wire.PathNodes, map[string]http.HandlerFunc{http.MethodGet: s.admin(s.handleListNodes)})
+	s.route(wire.PathKeys+"/{id}", map[string]http.HandlerFunc{http.MethodDelete: s.admin(wire.ScopeKeysWrite, s.handleRevokeKey)})
+	s.route(wire.PathNodes, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeNodesRead, s.handleListNodes)})
 	s.route(wire.PathNodes+"/{ref}", map[string]http.HandlerFunc{
-		http.MethodGet:    s.admin(s.handleGetNode),
-		http.MethodDelete: s.admin(s.handleDeleteNode),
+		http.MethodGet:    s.admin(wire.ScopeNodesRead, s.handleGetNode),
+		http.MethodDelete: s.admin(wire.ScopeNodesWrite, s.handleDeleteNode),
 	})
+	s.route(wire.PathTokens, map[string]http.HandlerFunc{
+		http.MethodGet:  s.admin(wire.ScopeAdmin, s.handleListTokens),
+		http.MethodPost: s.admin(wire.ScopeAdmin, s.handleCreateToken),
+	})
+	s.route(wire.PathTokens+"/{id}", map[string]http.HandlerFunc{http.MethodDelete: s.admin(wire.ScopeAdmin, s.handleRevokeToken)})
+	s.route(wire.PathPolicy, map[string]http.HandlerFunc{
+		http.MethodGet:  s.admin(wire.ScopeNodesRead, s.handleGetPolicy),
+		http.MethodPost: s.admin(wire.ScopePolicyWrite, s.handleSetPolicy),
+	})
+	s.route(wire.PathPolicyVersions, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeNodesRead, s.handleListPolicies)})
+	s.route(wire.PathPolicyVersions+"/{v}", map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeNodesRead, s.handleGetPolicyVersion)})
+	s.route(wire.PathPolicyVersions+"/{v}/restore", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopePolicyWrite, s.handleRestorePolicy)})
+	s.route(wire.PathAccess, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeAccessApprove, s.handleListAccess)})
+	s.route(wire.PathAccess+"/{id}/approve", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeAccessApprove, s.handleApproveAccess)})
+	s.route(wire.PathAccess+"/{id}/deny", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeAccessApprove, s.handleDenyAccess)})
+	s.route(wire.PathAccess+"/{id}/revoke", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeAccessApprove, s.handleRevokeAccess)})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.URL.Path)
 	})
@@ -165,12 +189,17 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // wire.MaxRequestBytes, no unknown fields, nothing after the value. On
 // failure it writes the error and returns false.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	return decodeLimit(w, r, v, wire.MaxRequestBytes)
+}
+
+// decodeLimit is decode with a body limit of its own.
+func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
 	// Bound the time to send the body too (the server has no ReadTimeout:
 	// on HTTP/1.1 it would also cut long-lived streams).
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(ioTimeout))
 	defer rc.SetReadDeadline(time.Time{})
-	body := http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
@@ -185,7 +214,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	switch {
 	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", wire.MaxRequestBytes))
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", limit))
 	case err == io.EOF:
 		writeError(w, http.StatusBadRequest, "malformed request body: empty")
 	default:

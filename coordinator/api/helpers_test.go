@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/latchnet/latch/coordinator/ca"
+	"github.com/latchnet/latch/coordinator/clock"
+	"github.com/latchnet/latch/coordinator/grants"
 	"github.com/latchnet/latch/coordinator/netmap"
 	"github.com/latchnet/latch/coordinator/store"
 	"github.com/latchnet/latch/wire"
@@ -34,6 +36,8 @@ type env struct {
 	st     *store.SQLite
 	ca     *ca.CA
 	hub    *netmap.Hub
+	clock  *clock.Fake // the API's and the grant expirer's clock
+	dir    string      // data directory: latch.db, CA
 	srv    *httptest.Server
 	url    string
 	token  string // admin token
@@ -62,8 +66,11 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := netmap.NewHub(netmap.HubConfig{Source: netmap.StoreSource{Store: st}, Computer: netmap.InterimAllPeers{}})
-	cfg := Config{Store: st, CA: c, Hub: hub, NodeCertLifetime: time.Hour, Keepalive: time.Hour}
+	hub := netmap.NewHub(netmap.HubConfig{Source: &netmap.StoreSource{Store: st}})
+	clk := clock.NewFake(time.Now())
+	clk.SetStep(time.Microsecond) // successive events get distinct times
+	exp := grants.Start(grants.Config{Store: st, Notify: hub.Notify, Clock: clk})
+	cfg := Config{Store: st, CA: c, Hub: hub, Grants: exp, NodeCertLifetime: time.Hour, Keepalive: time.Hour, Now: clk.Now}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -78,16 +85,19 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	t.Cleanup(hub.Close) // runs first: ends streams so srv.Close does not wait
+	t.Cleanup(exp.Close)
 
 	tok := NewToken()
-	if _, err := st.CreateBootstrapToken(ctx, store.APIToken{ID: tok.ID, Scopes: []string{ScopeAdmin}, Created: time.Now()},
+	if _, err := st.CreateBootstrapToken(ctx, store.APIToken{ID: tok.ID, User: "bootstrap", Scopes: []string{ScopeAdmin}, Created: clk.Now()},
 		store.HashSecret(tok.Secret)); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: st, ca: c, hub: hub, srv: srv, url: srv.URL, token: tok.String()}
+	e := &env{t: t, st: st, ca: c, hub: hub, clock: clk, dir: dir, srv: srv, url: srv.URL, token: tok.String()}
 	e.client = e.httpClient(nil)
 	return e
 }
+
+func (e *env) dbPath() string { return filepath.Join(e.dir, "latch.db") }
 
 // httpClient trusts only the network CA and presents cert if given.
 func (e *env) httpClient(cert *tls.Certificate) *http.Client {
@@ -139,11 +149,22 @@ func mustJSON(v any) []byte {
 // response into out, failing unless the status is want.
 func (e *env) admin(method, path string, in any, want int, out any) {
 	e.t.Helper()
+	e.as(e.token, method, path, in, want, out)
+}
+
+// as calls the admin API with token and decodes the response into out,
+// failing unless the status is want. Error bodies must be one-line
+// wire.Errors.
+func (e *env) as(token, method, path string, in any, want int, out any) {
+	e.t.Helper()
 	var body []byte
 	if in != nil {
 		body = mustJSON(in)
 	}
-	status, b := e.do(e.client, method, path, e.adminHdr(), body)
+	status, b := e.do(e.client, method, path, map[string]string{"Authorization": "Bearer " + token}, body)
+	if status >= 400 {
+		policyError(e.t, b)
+	}
 	if status != want {
 		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, status, want, b)
 	}
@@ -152,6 +173,22 @@ func (e *env) admin(method, path string, in any, want int, out any) {
 			e.t.Fatalf("%s %s: %v: %s", method, path, err, b)
 		}
 	}
+}
+
+// createToken creates an API token for user with scopes and returns it.
+func (e *env) createToken(user string, scopes ...string) string {
+	e.t.Helper()
+	var resp wire.CreateTokenResponse
+	e.admin(http.MethodPost, wire.PathTokens, wire.CreateTokenRequest{User: user, Scopes: scopes}, http.StatusCreated, &resp)
+	return resp.Token
+}
+
+// setPolicy saves src and returns the response.
+func (e *env) setPolicy(src string) wire.SetPolicyResponse {
+	e.t.Helper()
+	var resp wire.SetPolicyResponse
+	e.admin(http.MethodPost, wire.PathPolicy, wire.SetPolicyRequest{Source: src}, http.StatusOK, &resp)
+	return resp
 }
 
 func (e *env) createKey(req wire.CreateKeyRequest) wire.CreateKeyResponse {
@@ -298,6 +335,22 @@ func errorMessage(t *testing.T, b []byte) string {
 		t.Fatalf("error message is not one line: %q", we.Message)
 	}
 	return we.Message
+}
+
+// policyError decodes an error body that may carry a place, a
+// wire.PolicyError (a superset of wire.Error), and checks it is one line.
+func policyError(t *testing.T, b []byte) wire.PolicyError {
+	t.Helper()
+	var pe wire.PolicyError
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&pe); err != nil || pe.Message == "" {
+		t.Fatalf("error body is not a wire.PolicyError: %q", b)
+	}
+	if strings.ContainsAny(pe.Message, "\r\n") {
+		t.Fatalf("error message is not one line: %q", pe.Message)
+	}
+	return pe
 }
 
 func (e *env) nodeCount() int {

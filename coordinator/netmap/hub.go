@@ -28,7 +28,8 @@ type Source interface {
 
 // HubConfig configures a Hub.
 type HubConfig struct {
-	Source   Source
+	Source Source
+	// Computer defaults to a new PolicyComputer. The Hub owns it.
 	Computer Computer
 	// QueueLen bounds each subscriber's queue of unsent messages.
 	// Default 16.
@@ -66,6 +67,9 @@ func NewHub(cfg HubConfig) *Hub {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Computer == nil {
+		cfg.Computer = NewPolicyComputer()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
@@ -127,37 +131,44 @@ func (h *Hub) run() {
 }
 
 // applyLocked makes snap current, unless a newer one already is, and
-// sends every subscriber what changed for it.
+// sends each subscriber whose netmap it may change what changed for it.
+// Subscribers the computer reports unaffected get nothing and cost
+// nothing; those affected in a few peer entries only get those entries
+// checked.
 func (h *Hub) applyLocked(snap *Snapshot) {
 	if h.closed || h.snap != nil && snap.Version <= h.snap.Version {
 		return
 	}
 	h.snap = snap
-	for id, sub := range h.subs {
-		nm, ok := h.comp.Compute(snap, id)
-		if !ok {
-			h.endLocked(sub, ErrNodeDeleted)
+	for _, ch := range h.comp.Update(snap) {
+		sub := h.subs[ch.Node]
+		if sub == nil {
 			continue
 		}
-		d := Diff(sub.last, nm)
-		if d == nil {
-			continue
+		var d *wire.Delta
+		if ch.Full {
+			nm, ok := h.comp.Netmap(ch.Node)
+			if !ok {
+				h.endLocked(sub, ErrNodeDeleted)
+				continue
+			}
+			d = sub.last.update(nm)
+		} else {
+			d = sub.last.patch(snap.Version, ch.Peers, func(p wire.NodeID) (wire.Peer, bool) { return h.comp.Peer(ch.Node, p) })
 		}
-		if h.sendLocked(sub, wire.StreamMessage{Type: wire.MsgDelta, Delta: d}) {
-			sub.last = nm
+		if d != nil {
+			h.sendLocked(sub, wire.StreamMessage{Type: wire.MsgDelta, Delta: d})
 		}
 	}
 }
 
 // sendLocked queues msg for sub, or ends sub if its queue is full.
-func (h *Hub) sendLocked(sub *Subscription, msg wire.StreamMessage) bool {
+func (h *Hub) sendLocked(sub *Subscription, msg wire.StreamMessage) {
 	select {
 	case sub.ch <- msg:
-		return true
 	default:
 		h.log.Warn("dropping slow netmap subscriber", "node", sub.id)
 		h.endLocked(sub, ErrSlow)
-		return false
 	}
 }
 
@@ -200,14 +211,17 @@ func (h *Hub) Subscribe(ctx context.Context, id wire.NodeID) (*Subscription, err
 	if snap != nil {
 		h.applyLocked(snap)
 	}
-	nm, ok := h.comp.Compute(h.snap, id)
+	if h.snap == nil {
+		return nil, ErrUnknownNode
+	}
+	nm, ok := h.comp.Netmap(id)
 	if !ok {
 		return nil, ErrUnknownNode
 	}
 	if old := h.subs[id]; old != nil {
 		h.endLocked(old, ErrReplaced)
 	}
-	sub := &Subscription{hub: h, id: id, ch: make(chan wire.StreamMessage, h.queueLen), last: nm}
+	sub := &Subscription{hub: h, id: id, ch: make(chan wire.StreamMessage, h.queueLen), last: newState(nm)}
 	sub.ch <- wire.StreamMessage{Type: wire.MsgNetmap, Netmap: nm}
 	h.subs[id] = sub
 	return sub, nil
@@ -248,7 +262,7 @@ type Subscription struct {
 	ch  chan wire.StreamMessage // closed by the hub (under hub.mu) when the subscription ends
 	// last is the netmap the subscriber has after applying everything
 	// queued so far. Guarded by hub.mu.
-	last *wire.Netmap
+	last *state
 	err  error // guarded by hub.mu; set once when ch is closed
 }
 

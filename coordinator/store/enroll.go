@@ -95,6 +95,7 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 			LastSeen:     micro(e.Now),
 			Endpoints:    slices.Clone(e.Endpoints),
 			KeyID:        k.ID,
+			Owner:        k.CreatedByUser,
 		}
 		tagsJSON, err := json.Marshal(nonNilTags(n.Tags))
 		if err != nil {
@@ -105,10 +106,10 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO nodes
-			(id, name, hostname, wg_key, cert_pubkey, addr_index, ipv4, ipv6, tags, ephemeral, created, last_seen, endpoints, enrollment_key_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			(id, name, hostname, wg_key, cert_pubkey, addr_index, ipv4, ipv6, tags, ephemeral, created, last_seen, endpoints, enrollment_key_id, owner)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			n.ID, n.Name, n.Hostname, n.WireGuardKey.String(), []byte(n.CertKey), idx, n.IPv4.String(), n.IPv6.String(),
-			string(tagsJSON), n.Ephemeral, toDB(n.Created), toDB(n.LastSeen), epsJSON, n.KeyID); err != nil {
+			string(tagsJSON), n.Ephemeral, toDB(n.Created), toDB(n.LastSeen), epsJSON, n.KeyID, n.Owner); err != nil {
 			return err
 		}
 		return bumpVersion(ctx, tx)

@@ -18,16 +18,16 @@ func (s *SQLite) CreateEnrollmentKey(ctx context.Context, k EnrollmentKey, secre
 		return fmt.Errorf("creating enrollment key: %w", err)
 	}
 	_, err = s.w.ExecContext(ctx, `INSERT INTO enrollment_keys
-		(id, secret_hash, description, reusable, ephemeral, tags, created, expires, revoked, uses)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0)`,
-		k.ID, secretHash, k.Description, k.Reusable, k.Ephemeral, string(tags), toDB(k.Created), toDB(k.Expires))
+		(id, secret_hash, description, reusable, ephemeral, tags, created, expires, revoked, uses, created_by_user)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?)`,
+		k.ID, secretHash, k.Description, k.Reusable, k.Ephemeral, string(tags), toDB(k.Created), toDB(k.Expires), k.CreatedByUser)
 	if err != nil {
 		return fmt.Errorf("creating enrollment key: %w", err)
 	}
 	return nil
 }
 
-const keyColumns = `id, description, reusable, ephemeral, tags, created, expires, revoked, uses`
+const keyColumns = `id, description, reusable, ephemeral, tags, created, expires, revoked, uses, created_by_user`
 
 func scanKey(row interface{ Scan(...any) error }) (EnrollmentKey, error) {
 	var (
@@ -35,7 +35,7 @@ func scanKey(row interface{ Scan(...any) error }) (EnrollmentKey, error) {
 		tags                      string
 		created, expires, revoked sql.NullInt64
 	)
-	if err := row.Scan(&k.ID, &k.Description, &k.Reusable, &k.Ephemeral, &tags, &created, &expires, &revoked, &k.Uses); err != nil {
+	if err := row.Scan(&k.ID, &k.Description, &k.Reusable, &k.Ephemeral, &tags, &created, &expires, &revoked, &k.Uses, &k.CreatedByUser); err != nil {
 		return EnrollmentKey{}, err
 	}
 	if err := json.Unmarshal([]byte(tags), &k.Tags); err != nil {
@@ -99,9 +99,9 @@ func insertToken(ctx context.Context, q querier, t APIToken, secretHash []byte) 
 	if err != nil {
 		return err
 	}
-	_, err = q.ExecContext(ctx, `INSERT INTO api_tokens (id, secret_hash, scopes, description, created, expires, revoked)
-		VALUES (?, ?, ?, ?, ?, ?, NULL)`,
-		t.ID, secretHash, string(scopes), t.Description, toDB(t.Created), toDB(t.Expires))
+	_, err = q.ExecContext(ctx, `INSERT INTO api_tokens (id, secret_hash, scopes, description, created, expires, revoked, user_name)
+		VALUES (?, ?, ?, ?, ?, ?, NULL, ?)`,
+		t.ID, secretHash, string(scopes), t.Description, toDB(t.Created), toDB(t.Expires), t.User)
 	return err
 }
 
@@ -131,27 +131,77 @@ func (s *SQLite) CreateBootstrapToken(ctx context.Context, t APIToken, secretHas
 	return created, nil
 }
 
-// APIToken implements Store.
-func (s *SQLite) APIToken(ctx context.Context, id string) (APIToken, []byte, error) {
+const tokenColumns = `id, user_name, scopes, description, created, expires, revoked`
+
+func scanToken(row interface{ Scan(...any) error }) (APIToken, error) {
 	var (
 		t                         APIToken
-		hash                      []byte
 		scopes                    string
 		created, expires, revoked sql.NullInt64
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT id, secret_hash, scopes, description, created, expires, revoked
-		FROM api_tokens WHERE id = ?`, id).Scan(&t.ID, &hash, &scopes, &t.Description, &created, &expires, &revoked)
+	if err := row.Scan(&t.ID, &t.User, &scopes, &t.Description, &created, &expires, &revoked); err != nil {
+		return APIToken{}, err
+	}
+	if err := json.Unmarshal([]byte(scopes), &t.Scopes); err != nil {
+		return APIToken{}, fmt.Errorf("token %s scopes: %w", t.ID, err)
+	}
+	t.Created, t.Expires, t.Revoked = fromDB(created), fromDB(expires), fromDB(revoked)
+	return t, nil
+}
+
+// APIToken implements Store.
+func (s *SQLite) APIToken(ctx context.Context, id string) (APIToken, []byte, error) {
+	var hash []byte
+	row := s.r.QueryRowContext(ctx, `SELECT secret_hash, `+tokenColumns+` FROM api_tokens WHERE id = ?`, id)
+	t, err := scanToken(scanPrefix{row, &hash})
 	if errors.Is(err, sql.ErrNoRows) {
 		return APIToken{}, nil, fmt.Errorf("reading API token: %w", ErrNotFound)
 	}
 	if err != nil {
 		return APIToken{}, nil, fmt.Errorf("reading API token: %w", err)
 	}
-	if err := json.Unmarshal([]byte(scopes), &t.Scopes); err != nil {
-		return APIToken{}, nil, fmt.Errorf("reading API token scopes: %w", err)
-	}
-	t.Created, t.Expires, t.Revoked = fromDB(created), fromDB(expires), fromDB(revoked)
 	return t, hash, nil
+}
+
+// APITokens implements Store.
+func (s *SQLite) APITokens(ctx context.Context) ([]APIToken, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+tokenColumns+` FROM api_tokens ORDER BY created, id`)
+	if err != nil {
+		return nil, fmt.Errorf("listing API tokens: %w", err)
+	}
+	defer rows.Close()
+	var ts []APIToken
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing API tokens: %w", err)
+		}
+		ts = append(ts, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing API tokens: %w", err)
+	}
+	return ts, nil
+}
+
+// RevokeAPIToken implements Store.
+func (s *SQLite) RevokeAPIToken(ctx context.Context, id string, at time.Time) (APIToken, error) {
+	var t APIToken
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL`, toDB(at), id); err != nil {
+			return err
+		}
+		var err error
+		t, err = scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return APIToken{}, fmt.Errorf("revoking API token %s: %w", id, err)
+	}
+	return t, nil
 }
 
 func nonNilTags(t []wire.Tag) []wire.Tag {

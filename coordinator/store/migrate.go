@@ -57,6 +57,13 @@ func loadMigrations() ([]migration, error) {
 
 // migrate applies every migration newer than the database's version.
 func migrate(ctx context.Context, db *sql.DB) error {
+	return migrateTo(ctx, db, 0)
+}
+
+// migrateTo applies the migrations newer than the database's version up
+// to version upTo (all of them when upTo is 0). Tests use it to build
+// databases as older coordinators left them.
+func migrateTo(ctx context.Context, db *sql.DB, upTo int) error {
 	ms, err := loadMigrations()
 	if err != nil {
 		return fmt.Errorf("loading migrations: %w", err)
@@ -75,7 +82,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if current > len(ms) {
 		return fmt.Errorf("database schema version %d is newer than this coordinator knows (%d); upgrade the coordinator", current, len(ms))
 	}
-	for _, m := range ms[current:] {
+	if upTo > 0 && upTo < len(ms) {
+		ms = ms[:upTo]
+	}
+	for _, m := range ms[min(current, len(ms)):] {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("applying migration %s: %w", m.name, err)

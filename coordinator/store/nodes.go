@@ -14,7 +14,7 @@ import (
 	"github.com/latchnet/latch/wire"
 )
 
-const nodeColumns = `id, name, hostname, wg_key, cert_pubkey, ipv4, ipv6, tags, ephemeral, created, last_seen, endpoints, enrollment_key_id`
+const nodeColumns = `id, name, hostname, wg_key, cert_pubkey, ipv4, ipv6, tags, ephemeral, created, last_seen, endpoints, enrollment_key_id, owner`
 
 func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var (
@@ -26,7 +26,7 @@ func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 		keyID             sql.NullString
 	)
 	if err := row.Scan(&n.ID, &n.Name, &n.Hostname, &wgKey, &certKey, &v4, &v6, &tags, &n.Ephemeral,
-		&created, &lastSeen, &eps, &keyID); err != nil {
+		&created, &lastSeen, &eps, &keyID, &n.Owner); err != nil {
 		return Node{}, err
 	}
 	var err error
@@ -118,7 +118,8 @@ func listNodes(ctx context.Context, q querier, order string) ([]Node, error) {
 	return ns, rows.Err()
 }
 
-// Snapshot implements Store. Nodes are sorted by ID.
+// Snapshot implements Store. It reads in one transaction, so its version
+// identifies its content.
 func (s *SQLite) Snapshot(ctx context.Context) (Snapshot, error) {
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -133,7 +134,15 @@ func (s *SQLite) Snapshot(ctx context.Context) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("reading snapshot: %w", err)
 	}
-	return Snapshot{Version: m.NetmapVersion, Nodes: ns}, nil
+	p, err := currentPolicy(ctx, tx)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("reading snapshot: %w", err)
+	}
+	gs, err := activeGrants(ctx, tx)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("reading snapshot: %w", err)
+	}
+	return Snapshot{Version: m.NetmapVersion, Nodes: ns, Policy: p, Grants: gs}, nil
 }
 
 // DeleteNode implements Store.
@@ -163,6 +172,9 @@ func (s *SQLite) DeleteNode(ctx context.Context, id wire.NodeID, at time.Time) (
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO retired_node_ids (id, deleted) VALUES (?, ?)`, string(id), toDB(at)); err != nil {
+			return err
+		}
+		if err := endNodeRequestsTx(ctx, tx, id, at); err != nil {
 			return err
 		}
 		return bumpVersion(ctx, tx)

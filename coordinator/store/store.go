@@ -1,5 +1,6 @@
 // Package store persists the coordinator's state: network metadata,
-// enrollment keys, admin API tokens and nodes.
+// enrollment keys, admin API tokens, nodes, the versioned access policy
+// and just-in-time access requests (grants).
 //
 // Store is the seam between the coordinator and its database. The default
 // implementation is SQLite (modernc.org/sqlite, pure Go) in WAL mode with
@@ -53,7 +54,26 @@ var (
 	ErrWireGuardKeyInUse = errors.New("WireGuard key already belongs to another node")
 	// ErrAddressPoolExhausted reports that no overlay address is free.
 	ErrAddressPoolExhausted = errors.New("overlay address pool exhausted")
+	// ErrVersionConflict reports a policy save whose expected current
+	// version is not the current one.
+	ErrVersionConflict = errors.New("policy version conflict")
+	// ErrPolicyChanged reports an access decision checked against a policy
+	// version that is no longer current; check again and retry.
+	ErrPolicyChanged = errors.New("policy changed since the decision was checked")
+	// ErrAlreadyExists reports an ID that is already taken.
+	ErrAlreadyExists = errors.New("already exists")
 )
+
+// StateError reports an access request that is not in the state a
+// decision needs (deciding an already decided request).
+type StateError struct {
+	ID    string
+	State string // the request's current state
+}
+
+func (e *StateError) Error() string {
+	return fmt.Sprintf("access request %s is %s", e.ID, e.State)
+}
 
 // TagNotAllowedError reports the first requested tag an enrollment key
 // does not carry. It matches ErrTagNotAllowed with errors.Is.
@@ -120,6 +140,46 @@ type Store interface {
 	CreateBootstrapToken(ctx context.Context, t APIToken, secretHash []byte) (bool, error)
 	// APIToken returns a token with its secret hash, or ErrNotFound.
 	APIToken(ctx context.Context, id string) (APIToken, []byte, error)
+	// APITokens lists every token, oldest first, without secret hashes.
+	APITokens(ctx context.Context) ([]APIToken, error)
+	// RevokeAPIToken revokes a token at time at; revoking twice keeps the
+	// first time. It returns the token as revoked, or ErrNotFound.
+	RevokeAPIToken(ctx context.Context, id string, at time.Time) (APIToken, error)
+
+	// SavePolicy stores source as the next policy version and bumps the
+	// netmap version. With ifVersion > 0 it fails with ErrVersionConflict
+	// unless ifVersion is the current version. The caller validated source.
+	SavePolicy(ctx context.Context, source, author string, ifVersion int, at time.Time) (Policy, error)
+	// CurrentPolicy returns the newest policy, or ErrNotFound if none was
+	// ever saved.
+	CurrentPolicy(ctx context.Context) (Policy, error)
+	// Policy returns one version, or ErrNotFound.
+	Policy(ctx context.Context, version int) (Policy, error)
+	// Policies lists every version, newest first, without their sources.
+	Policies(ctx context.Context) ([]Policy, error)
+
+	// CreateAccessRequest stores a new request. A request created
+	// approved (auto-approved by the policy) is a grant at once and bumps
+	// the netmap version. Fails with ErrNotFound if the source node does
+	// not exist, ErrAlreadyExists if the ID is taken.
+	CreateAccessRequest(ctx context.Context, r AccessRequest) error
+	// AccessRequest returns one request, or ErrNotFound.
+	AccessRequest(ctx context.Context, id string) (AccessRequest, error)
+	// AccessRequests lists requests in any of states (all when empty),
+	// oldest first.
+	AccessRequests(ctx context.Context, states ...string) ([]AccessRequest, error)
+	// DecideAccess moves a request from d.From to d.To atomically. It
+	// fails with ErrNotFound, a *StateError if the request is not in
+	// d.From, or ErrPolicyChanged if d.PolicyVersion is set and no longer
+	// current. Approving and revoking bump the netmap version.
+	DecideAccess(ctx context.Context, d Decision) (AccessRequest, error)
+	// ExpireGrants marks every approved request whose Expires is not
+	// after now as expired, bumping the netmap version if any, and returns
+	// them.
+	ExpireGrants(ctx context.Context, now time.Time) ([]AccessRequest, error)
+	// NextGrantExpiry returns the earliest Expires among approved
+	// requests; false if there is none.
+	NextGrantExpiry(ctx context.Context) (time.Time, bool, error)
 
 	// Check runs the database's integrity and foreign-key checks.
 	Check(ctx context.Context) error
@@ -152,11 +212,16 @@ type EnrollmentKey struct {
 	Revoked time.Time
 	// Uses counts the nodes the key enrolled.
 	Uses int
+	// CreatedByUser is the user of the API token that created the key;
+	// untagged nodes it enrolls are owned by that user.
+	CreatedByUser string
 }
 
 // APIToken describes an admin API token. It never holds the secret.
 type APIToken struct {
-	ID          string
+	ID string
+	// User is the person or system the token acts for.
+	User        string
 	Scopes      []string
 	Description string
 	Created     time.Time
@@ -205,6 +270,19 @@ type Node struct {
 	Endpoints []netip.AddrPort
 	// KeyID is the enrollment key that created the node.
 	KeyID string
+	// Owner is the user who created the enrollment key (see
+	// EnrollmentKey.CreatedByUser), recorded for every node. Policy
+	// counts it only for untagged nodes: see PolicyOwner.
+	Owner string
+}
+
+// PolicyOwner returns the node's owner as policy sees it: tagged nodes
+// have no owner.
+func (n Node) PolicyOwner() string {
+	if len(n.Tags) > 0 {
+		return ""
+	}
+	return n.Owner
 }
 
 // Wire returns the node as the protocol describes it.
@@ -221,10 +299,77 @@ func (n Node) Wire() wire.Node {
 	}
 }
 
-// Snapshot is every node at one netmap version.
+// Snapshot is everything netmaps are computed from, at one netmap
+// version: every node, the current policy and the active grants.
 type Snapshot struct {
 	Version uint64
-	Nodes   []Node
+	// Nodes are sorted by ID.
+	Nodes []Node
+	// Policy is the current policy; its Version is 0 if none was saved.
+	Policy Policy
+	// Grants are the approved access requests whose source node exists,
+	// sorted by ID. Some may be past Expires until ExpireGrants runs.
+	Grants []AccessRequest
+}
+
+// Policy is one saved version of the access policy.
+type Policy struct {
+	Version int
+	// Source is the text as saved; empty in Policies' list.
+	Source  string
+	Created time.Time
+	Author  string
+}
+
+// PortSpec is one protocol and port range of a grant; ports are zero for
+// ICMP.
+type PortSpec struct {
+	Proto wire.Proto `json:"proto"`
+	First uint16     `json:"first,omitempty"`
+	Last  uint16     `json:"last,omitempty"`
+}
+
+// AccessRequest is a just-in-time access request and, once approved, the
+// grant it became.
+type AccessRequest struct {
+	ID       string
+	Src      wire.NodeID
+	SrcName  string
+	To       string // a service, "svc:db"
+	Port     uint16 // 0: every port of the service
+	Duration time.Duration
+	Reason   string
+	State    string // wire.AccessPending, ...
+	Created  time.Time
+	// Approver, Decided and DecisionReason record the approval or denial.
+	Approver       string
+	Decided        time.Time
+	DecisionReason string
+	// Expires and Ports are set on approval.
+	Expires time.Time
+	Ports   []PortSpec
+	// PolicyVersion is the policy version the approval was checked against.
+	PolicyVersion int
+	// RevokedBy, Revoked and RevokeReason record a revocation.
+	RevokedBy    string
+	Revoked      time.Time
+	RevokeReason string
+}
+
+// Decision moves an access request from one state to another.
+type Decision struct {
+	ID   string
+	From string // the state the request must be in
+	To   string // wire.AccessApproved, AccessDenied or AccessRevoked
+	// By is the approver, denier or revoker; Reason says why.
+	By     string
+	Reason string
+	At     time.Time
+	// Expires and Ports are required when approving.
+	Expires time.Time
+	Ports   []PortSpec
+	// PolicyVersion, when non-zero, must be the current policy version.
+	PolicyVersion int
 }
 
 // HashSecret returns the stored form of an enrollment key or API token

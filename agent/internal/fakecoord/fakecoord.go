@@ -1,6 +1,6 @@
 // Package fakecoord is a coordinator for agent tests: an httptest TLS
 // server that speaks the agent side of the wire protocol (enroll, stream,
-// update, renew) with its own CA, and lets a test drive each stream
+// update, renew, access requests) with its own CA, and lets a test drive each stream
 // message by message. It is not the real coordinator, which the agent
 // must not import.
 package fakecoord
@@ -87,7 +87,15 @@ type Server struct {
 	streamAttempts int
 	enrollCount    int
 	open           map[*Stream]bool
+	// access answers node access requests; nil means the default.
+	access         AccessFunc
+	accessRequests []wire.NodeAccessRequest
 }
+
+// AccessFunc decides a node's access request in the fake: it returns the
+// request as recorded, or a status of 400 or more and a reason to refuse
+// it with.
+type AccessFunc func(src wire.Node, req wire.NodeAccessRequest) (resp wire.AccessRequest, status int, reason string)
 
 // Node is a node the fake knows.
 type Node struct {
@@ -117,6 +125,7 @@ func New(t Cleanuper, opts Options) *Server {
 	mux.HandleFunc("GET "+wire.PathStream, s.stream)
 	mux.HandleFunc("POST "+wire.PathUpdate, s.update)
 	mux.HandleFunc("POST "+wire.PathRenew, s.renew)
+	mux.HandleFunc("POST "+wire.PathNodeAccess, s.requestAccess)
 	s.srv = httptest.NewUnstartedServer(s.checkProtocol(mux))
 	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 
@@ -527,4 +536,52 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 	s.renewals++
 	cert := s.CA.NodeCert(pub, string(n.ID), s.spiffe(n.ID), s.opts.CertLifetime)
 	writeJSON(w, wire.RenewResponse{Certificate: cert.Raw})
+}
+
+// OnAccess sets how node access requests are answered. Without it every
+// request is recorded as pending with ID "ar<N>".
+func (s *Server) OnAccess(fn AccessFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.access = fn
+}
+
+// AccessRequests returns every access request received, in order.
+func (s *Server) AccessRequests() []wire.NodeAccessRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]wire.NodeAccessRequest(nil), s.accessRequests...)
+}
+
+func (s *Server) requestAccess(w http.ResponseWriter, r *http.Request) {
+	var req wire.NodeAccessRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxRequestBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "malformed request")
+		return
+	}
+	s.mu.Lock()
+	n, code, msg := s.authNodeLocked(r)
+	if n == nil {
+		s.mu.Unlock()
+		writeErr(w, code, msg)
+		return
+	}
+	s.accessRequests = append(s.accessRequests, req)
+	seq, fn, src := len(s.accessRequests), s.access, n.Node
+	s.mu.Unlock()
+	if fn == nil {
+		writeJSON(w, wire.AccessRequest{
+			ID: fmt.Sprintf("ar%d", seq), Src: src.ID, SrcName: src.Name, To: req.To, Port: req.Port,
+			Duration: req.Duration, Reason: req.Reason, State: wire.AccessPending, Created: time.Now().UTC(),
+		})
+		return
+	}
+	resp, status, reason := fn(src, req)
+	if status >= 400 {
+		writeErr(w, status, reason)
+		return
+	}
+	writeJSON(w, resp)
 }
