@@ -7,6 +7,10 @@
 // skip. TestMain builds the binaries once, or uses $LATCH_BIN_DIR when set
 // (make test sets it). `go test -short` skips them.
 //
+// With no policy saved nodes see no peers, so every test that needs
+// traffic saves one first: cluster.MeshPolicy for tests of the data plane,
+// or the web/api/db/ci policy of the policy tests.
+//
 // Measurements are logged as lines starting with "METRIC name=value", so
 // `go test -v ./e2e | grep METRIC` collects them.
 package e2e

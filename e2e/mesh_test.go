@@ -22,7 +22,8 @@ import (
 var overlayV4 = netip.MustParsePrefix("100.64.0.0/10")
 
 // TestMeshOfAgentsOverRealNamespaces runs a coordinator and three agents
-// on four hosts and proves, in order: distinct overlay addresses, TCP, UDP
+// on four hosts, under a policy that lets every node reach every other
+// (cluster.MeshPolicy), and proves, in order: distinct overlay addresses, TCP, UDP
 // and ICMP between every pair, nothing but WireGuard on the underlay,
 // `wg show` peers, a coordinator outage that does not interrupt an
 // established stream, reconnection after a restart, and a fourth node
@@ -37,7 +38,10 @@ func TestMeshOfAgentsOverRealNamespaces(t *testing.T) {
 		startEcho(t, h)
 	}
 	coord := cluster.StartCoordinator(t, bins, coordHost)
-	key := coord.CreateKey(t, "--reusable", "--description", "e2e mesh")
+	// Without a policy nodes see no peers: let the mesh's hosts reach
+	// each other on everything, so this test proves the data plane.
+	coord.SetPolicy(t, cluster.MeshPolicy)
+	key := coord.CreateKey(t, "--reusable", "--tags", cluster.MeshTag, "--description", "e2e mesh")
 	var agents []*cluster.Agent
 	for _, h := range hosts {
 		agents = append(agents, cluster.StartAgent(t, bins, h, coord))
@@ -68,7 +72,7 @@ func TestMeshOfAgentsOverRealNamespaces(t *testing.T) {
 	t.Run("NodeEnrolledAfterRestartIsReachable", func(t *testing.T) {
 		d = cluster.StartAgent(t, bins, n.AddHost("d"), coord)
 		startEcho(t, d.Host)
-		oneOff := coord.CreateKey(t, "--description", "fourth node")
+		oneOff := coord.CreateKey(t, "--tags", cluster.MeshTag, "--description", "fourth node")
 		d.Up(t, oneOff.Key)
 		all := append(slices.Clone(agents), d)
 		for _, a := range all {

@@ -150,9 +150,22 @@ type counterStream struct {
 // starts the exchange. Stop it with stop.
 func startCounterStream(t *testing.T, from *netns.Host, dst netip.Addr, interval time.Duration) *counterStream {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := from.DialContext(ctx, "tcp", netip.AddrPortFrom(dst, echoPort).String())
+	return startCounterStreamTo(t, from, netip.AddrPortFrom(dst, echoPort), interval)
+}
+
+// startCounterStreamTo is startCounterStream to an echo server at dst. The
+// connection is retried for a few seconds (the first packet may wait for
+// a WireGuard handshake or a netmap).
+func startCounterStreamTo(t *testing.T, from *netns.Host, dst netip.AddrPort, interval time.Duration) *counterStream {
+	t.Helper()
+	var c net.Conn
+	err := netns.Poll(10*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var err error
+		c, err = from.DialContext(ctx, "tcp", dst.String())
+		return err
+	})
 	if err != nil {
 		t.Fatalf("counter stream %s -> %s: %v", from.Name, dst, err)
 	}
@@ -221,6 +234,29 @@ func (s *counterStream) state() (uint64, time.Duration, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.received, max(s.maxGap, time.Since(s.last)), s.err
+}
+
+// lastEcho returns when the last echo arrived (the start, before any).
+func (s *counterStream) lastEcho() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// waitStalled waits until no echo has arrived for quiet, and returns the
+// time of the last echo and the echoes received. It fails t if the
+// stream still makes progress after deadline.
+func (s *counterStream) waitStalled(t *testing.T, quiet, deadline time.Duration) (time.Time, uint64) {
+	t.Helper()
+	netns.Eventually(t, deadline, func() error {
+		if since := time.Since(s.lastEcho()); since < quiet {
+			got, _, _ := s.state()
+			return fmt.Errorf("the stream still makes progress (%d echoes, the last %v ago)", got, since.Round(time.Millisecond))
+		}
+		return nil
+	})
+	got, _, _ := s.state()
+	return s.lastEcho(), got
 }
 
 // waitFor waits until n more echoes than now have arrived, failing fast

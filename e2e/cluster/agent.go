@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -141,11 +142,12 @@ func (a *Agent) Up(t netns.TB, key string, extra ...string) string {
 // Status is what `latch status --json` prints (the agent's local API
 // status), reduced to what the tests read.
 type Status struct {
-	State     string       `json:"state"`
-	Interface string       `json:"interface"`
-	LastError string       `json:"last_error"`
-	Self      *StatusNode  `json:"self"`
-	Peers     []StatusNode `json:"peers"`
+	State         string       `json:"state"`
+	Interface     string       `json:"interface"`
+	LastError     string       `json:"last_error"`
+	NetmapVersion uint64       `json:"netmap_version"`
+	Self          *StatusNode  `json:"self"`
+	Peers         []StatusNode `json:"peers"`
 }
 
 // StatusNode is a node in Status.
@@ -154,6 +156,17 @@ type StatusNode struct {
 	Name      string         `json:"name"`
 	Key       string         `json:"key"`
 	Addresses []netip.Prefix `json:"addresses"`
+	Tags      []string       `json:"tags"`
+}
+
+// PeerNames returns the names of the peers, sorted.
+func (s Status) PeerNames() []string {
+	var names []string
+	for _, p := range s.Peers {
+		names = append(names, p.Name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // Status runs `latch status --json`.
@@ -244,6 +257,27 @@ func (a *Agent) WaitConnected(t netns.TB, want int, deadline time.Duration) Stat
 		}
 		if st.State != "connected" || len(st.Peers) != want {
 			return fmt.Errorf("%s: state %q with %d peers, want connected with %d (last error %q)", a.Host.Name, st.State, len(st.Peers), want, st.LastError)
+		}
+		return nil
+	})
+	return st
+}
+
+// WaitPeers waits until `latch status` says connected and lists exactly
+// the peers named in want (in any order).
+func (a *Agent) WaitPeers(t netns.TB, deadline time.Duration, want ...string) Status {
+	t.Helper()
+	want = slices.Sorted(slices.Values(want))
+	var st Status
+	netns.Eventually(t, deadline, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		if st, err = a.Status(ctx); err != nil {
+			return err
+		}
+		if got := st.PeerNames(); st.State != "connected" || !slices.Equal(got, want) {
+			return fmt.Errorf("%s: state %q with peers %v, want connected with %v (last error %q)", a.Host.Name, st.State, got, want, st.LastError)
 		}
 		return nil
 	})

@@ -87,8 +87,18 @@ func (p Packet) String() string {
 // and payloads alike.
 func ContainsMarker(pcap, marker []byte) bool { return bytes.Contains(pcap, marker) }
 
+// Link types ParsePcap knows: Ethernet (a veth) and raw IP (a TUN device,
+// such as a Latch interface; tcpdump writes LINKTYPE_RAW, 101, or the
+// platform's DLT_RAW, 12, for it).
+const (
+	linkEthernet = 1
+	linkRaw      = 101
+	linkRawDLT   = 12
+)
+
 // ParsePcap decodes a classic pcap file of Ethernet frames (what tcpdump -w
-// writes for a veth).
+// writes for a veth) or of raw IP packets (a TUN device); a raw packet is
+// given the EtherType of its IP version.
 func ParsePcap(b []byte) ([]Packet, error) {
 	if len(b) < 24 {
 		return nil, errors.New("parsing pcap: short file header")
@@ -102,8 +112,13 @@ func ParsePcap(b []byte) ([]Packet, error) {
 	default:
 		return nil, errors.New("parsing pcap: not a pcap file")
 	}
-	if lt := bo.Uint32(b[20:]); lt != 1 {
-		return nil, fmt.Errorf("parsing pcap: link type %d, want Ethernet (1)", lt)
+	parse := parseEthernet
+	switch lt := bo.Uint32(b[20:]); lt {
+	case linkEthernet:
+	case linkRaw, linkRawDLT:
+		parse = parseRawIP
+	default:
+		return nil, fmt.Errorf("parsing pcap: link type %d, want Ethernet (1) or raw IP (101)", lt)
 	}
 	var pkts []Packet
 	for off := 24; off < len(b); {
@@ -116,19 +131,36 @@ func ParsePcap(b []byte) ([]Packet, error) {
 			// tcpdump killed mid-write: keep what is complete.
 			return pkts, nil
 		}
-		pkts = append(pkts, parseEthernet(b[off:off+n]))
+		pkts = append(pkts, parse(b[off:off+n]))
 		off += n
 	}
 	return pkts, nil
 }
 
 func parseEthernet(f []byte) Packet {
-	p := Packet{Len: len(f)}
 	if len(f) < 14 {
-		return p
+		return Packet{Len: len(f)}
 	}
-	p.EtherType = binary.BigEndian.Uint16(f[12:])
-	ip := f[14:]
+	return parseIP(binary.BigEndian.Uint16(f[12:]), f[14:], len(f))
+}
+
+// parseRawIP decodes a packet that starts with its IP header.
+func parseRawIP(f []byte) Packet {
+	if len(f) == 0 {
+		return Packet{}
+	}
+	switch f[0] >> 4 {
+	case 4:
+		return parseIP(0x0800, f, len(f))
+	case 6:
+		return parseIP(0x86dd, f, len(f))
+	}
+	return Packet{Len: len(f)}
+}
+
+// parseIP decodes the IP packet ip of a frame of length n and EtherType et.
+func parseIP(et uint16, ip []byte, n int) Packet {
+	p := Packet{EtherType: et, Len: n}
 	var l4 []byte
 	switch p.EtherType {
 	case 0x0800:

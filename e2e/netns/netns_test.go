@@ -333,6 +333,9 @@ func TestParsePcap(t *testing.T) {
 		isErr bool
 	}{
 		{"udp and arp", pcapFile(udp, arp), []string{"UDP 198.18.0.2:51820 > 198.18.0.3:51821 len 46", "ethertype 0x0806 len 16"}, false},
+		{"raw ip from a tun", pcapFileLink(101, udp[14:]), []string{"UDP 198.18.0.2:51820 > 198.18.0.3:51821 len 32"}, false},
+		{"raw ip dlt 12", pcapFileLink(12, udp[14:]), []string{"UDP 198.18.0.2:51820 > 198.18.0.3:51821 len 32"}, false},
+		{"unknown link type", pcapFileLink(113, udp), nil, true},
 		{"empty", pcapFile(), nil, false},
 		{"truncated record kept out", pcapFile(udp)[:40], nil, false},
 		{"not pcap", []byte("definitely not a pcap file"), nil, true},
@@ -365,13 +368,15 @@ func ethernetIPv4(proto byte, src, dst netip.Addr, l4 []byte) []byte {
 	return append(append(f, ip...), l4...)
 }
 
-func pcapFile(frames ...[]byte) []byte {
+func pcapFile(frames ...[]byte) []byte { return pcapFileLink(1, frames...) }
+
+func pcapFileLink(linkType uint32, frames ...[]byte) []byte {
 	b := make([]byte, 24)
 	binary.LittleEndian.PutUint32(b, 0xa1b2c3d4)
 	binary.LittleEndian.PutUint16(b[4:], 2)
 	binary.LittleEndian.PutUint16(b[6:], 4)
 	binary.LittleEndian.PutUint32(b[16:], 65535)
-	binary.LittleEndian.PutUint32(b[20:], 1)
+	binary.LittleEndian.PutUint32(b[20:], linkType)
 	for _, f := range frames {
 		rec := make([]byte, 16)
 		binary.LittleEndian.PutUint32(rec[8:], uint32(len(f)))
