@@ -73,33 +73,7 @@ func printKeyInfo(w io.Writer, k wire.KeyInfo, now time.Time) {
 }
 
 func keysListCommand() *command {
-	return &command{
-		name:    "list",
-		summary: "list enrollment keys",
-		usage:   "keys list [--json]",
-		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
-			af := addAdminFlags(fs, e)
-			asJSON := fs.Bool("json", false, "print JSON")
-			return func(ctx context.Context, args []string) error {
-				if err := wantArgs("keys list", args, 0, ""); err != nil {
-					return err
-				}
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				keys := []wire.KeyInfo{}
-				if err := c.do(ctx, http.MethodGet, wire.PathKeys, nil, &keys); err != nil {
-					return fmt.Errorf("listing keys: %w", err)
-				}
-				if *asJSON {
-					return writeJSON(e.stdout, keys)
-				}
-				printKeys(e.stdout, keys, time.Now())
-				return nil
-			}
-		},
-	}
+	return listCommand("keys", "list enrollment keys", wire.PathKeys, printKeys)
 }
 
 func keyState(k wire.KeyInfo, now time.Time) string {
@@ -129,58 +103,11 @@ func printKeys(w io.Writer, keys []wire.KeyInfo, now time.Time) {
 }
 
 func keysRevokeCommand() *command {
-	return &command{
-		name:    "revoke",
-		summary: "revoke an enrollment key; nodes it enrolled stay",
-		usage:   "keys revoke ID",
-		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
-			af := addAdminFlags(fs, e)
-			return func(ctx context.Context, args []string) error {
-				if err := wantArgs("keys revoke", args, 1, "key ID"); err != nil {
-					return err
-				}
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				if err := c.do(ctx, http.MethodDelete, wire.PathKeys+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
-					return fmt.Errorf("revoking key: %w", err)
-				}
-				fmt.Fprintf(e.stdout, "revoked enrollment key %s\n", args[0])
-				return nil
-			}
-		},
-	}
+	return deleteCommand("keys", "revoke", "revoke an enrollment key; nodes it enrolled stay", wire.PathKeys, "enrollment key", "key ID")
 }
 
 func nodesListCommand() *command {
-	return &command{
-		name:    "list",
-		summary: "list nodes",
-		usage:   "nodes list [--json]",
-		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
-			af := addAdminFlags(fs, e)
-			asJSON := fs.Bool("json", false, "print JSON")
-			return func(ctx context.Context, args []string) error {
-				if err := wantArgs("nodes list", args, 0, ""); err != nil {
-					return err
-				}
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				nodes := []wire.NodeInfo{}
-				if err := c.do(ctx, http.MethodGet, wire.PathNodes, nil, &nodes); err != nil {
-					return fmt.Errorf("listing nodes: %w", err)
-				}
-				if *asJSON {
-					return writeJSON(e.stdout, nodes)
-				}
-				printNodes(e.stdout, nodes, time.Now())
-				return nil
-			}
-		},
-	}
+	return listCommand("nodes", "list nodes", wire.PathNodes, printNodes)
 }
 
 func printNodes(w io.Writer, nodes []wire.NodeInfo, now time.Time) {
@@ -260,26 +187,5 @@ func printNode(w io.Writer, n wire.NodeInfo, now time.Time) {
 }
 
 func nodesDeleteCommand() *command {
-	return &command{
-		name:    "delete",
-		summary: "delete a node: its peers drop it and it can no longer connect",
-		usage:   "nodes delete ID|NAME",
-		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
-			af := addAdminFlags(fs, e)
-			return func(ctx context.Context, args []string) error {
-				if err := wantArgs("nodes delete", args, 1, "node ID or name"); err != nil {
-					return err
-				}
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				if err := c.do(ctx, http.MethodDelete, wire.PathNodes+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
-					return fmt.Errorf("deleting node: %w", err)
-				}
-				fmt.Fprintf(e.stdout, "deleted node %s\n", args[0])
-				return nil
-			}
-		},
-	}
+	return deleteCommand("nodes", "delete", "delete a node: its peers drop it and it can no longer connect", wire.PathNodes, "node", "node ID or name")
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -119,33 +118,7 @@ func tokenState(t wire.TokenInfo, now time.Time) string {
 }
 
 func tokensListCommand() *command {
-	return &command{
-		name:    "list",
-		summary: "list admin API tokens",
-		usage:   "tokens list [--json]",
-		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
-			af := addAdminFlags(fs, e)
-			asJSON := fs.Bool("json", false, "print JSON")
-			return func(ctx context.Context, args []string) error {
-				if err := wantArgs("tokens list", args, 0, ""); err != nil {
-					return err
-				}
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				tokens := []wire.TokenInfo{}
-				if err := c.do(ctx, http.MethodGet, wire.PathTokens, nil, &tokens); err != nil {
-					return fmt.Errorf("listing tokens: %w", err)
-				}
-				if *asJSON {
-					return writeJSON(e.stdout, tokens)
-				}
-				printTokens(e.stdout, tokens, time.Now())
-				return nil
-			}
-		},
-	}
+	return listCommand("tokens", "list admin API tokens", wire.PathTokens, printTokens)
 }
 
 func printTokens(w io.Writer, tokens []wire.TokenInfo, now time.Time) {
@@ -162,26 +135,5 @@ func printTokens(w io.Writer, tokens []wire.TokenInfo, now time.Time) {
 }
 
 func tokensRevokeCommand() *command {
-	return &command{
-		name:    "revoke",
-		summary: "revoke an admin API token: it stops working at once",
-		usage:   "tokens revoke ID",
-		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
-			af := addAdminFlags(fs, e)
-			return func(ctx context.Context, args []string) error {
-				if err := wantArgs("tokens revoke", args, 1, "token ID"); err != nil {
-					return err
-				}
-				c, err := af.client()
-				if err != nil {
-					return err
-				}
-				if err := c.do(ctx, http.MethodDelete, wire.PathTokens+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
-					return fmt.Errorf("revoking token: %w", err)
-				}
-				fmt.Fprintf(e.stdout, "revoked API token %s\n", args[0])
-				return nil
-			}
-		},
-	}
+	return deleteCommand("tokens", "revoke", "revoke an admin API token: it stops working at once", wire.PathTokens, "API token", "token ID")
 }
