@@ -57,8 +57,11 @@ type Agent struct {
 	refused   bool
 	// live is set once the current session got a netmap from the
 	// coordinator.
-	live      bool
-	lastErr   string
+	live    bool
+	lastErr string
+	// cacheErr says why the cached netmap was refused at start; it stays
+	// until a signed netmap from the coordinator is applied.
+	cacheErr  string
 	engineErr error
 	// changed is closed and replaced whenever a field above changes.
 	changed chan struct{}
@@ -93,10 +96,12 @@ func New(cfg Config) (*Agent, error) {
 		a.cancel()
 		return nil, err
 	}
-	nm, err := dir.LoadNetmap(st.Identity.NodeID)
+	nm, err := dir.LoadNetmap(st.Identity.NodeID, st.Identity.NetmapKey)
 	if err != nil {
-		// The cache only speeds up a start; the coordinator resends it.
-		a.log.Warn("ignoring cached netmap", logErr, err)
+		// Fail closed: no peers and no rules until the coordinator sends
+		// a map signed with the pinned key.
+		a.log.Error("refusing cached netmap; starting with no peers until the coordinator sends a signed netmap", logErr, err)
+		a.cacheErr = err.Error() + "; running with no peers until the coordinator sends a signed netmap"
 		nm = nil
 	}
 	a.st, a.tlsCert, a.netmap, a.wantRunning = st, tlsCertFor(st), nm, prefs.WantRunning
@@ -175,6 +180,7 @@ func (a *Agent) startSessionLocked() {
 		CA:          st.CA,
 		Certificate: a.currentCert,
 		NodeID:      st.Identity.NodeID,
+		NetmapKey:   st.Identity.NetmapKey,
 		Logger:      a.log,
 		KeepAlive:   a.cfg.KeepAlive,
 	})
@@ -191,7 +197,7 @@ func (a *Agent) startSessionLocked() {
 	}
 	if nm != nil {
 		a.log.Info("starting from cached netmap", logVersion, nm.Version, logPeers, len(nm.Peers))
-		a.apply(s, nm, false)
+		a.apply(s, nm, nil, false)
 	}
 	s.wg.Add(3)
 	go s.controlLoop()
@@ -236,9 +242,9 @@ func (a *Agent) closeEngineLocked() error {
 }
 
 // apply pushes nm to the data plane and records it; live netmaps (from the
-// coordinator) are also cached on disk. Calls for a session that is no
-// longer current are dropped.
-func (a *Agent) apply(s *session, nm *wire.Netmap, live bool) {
+// coordinator, verified with signature sig) are also cached on disk with
+// sig. Calls for a session that is no longer current are dropped.
+func (a *Agent) apply(s *session, nm *wire.Netmap, sig []byte, live bool) {
 	a.mu.Lock()
 	st, current := a.st, a.sess == s
 	a.mu.Unlock()
@@ -255,7 +261,7 @@ func (a *Agent) apply(s *session, nm *wire.Netmap, live bool) {
 			a.lastErr = err.Error()
 		}
 		if live {
-			a.live, a.connected = true, true
+			a.live, a.connected, a.cacheErr = true, true, ""
 		}
 		a.changedLocked()
 	}
@@ -264,7 +270,7 @@ func (a *Agent) apply(s *session, nm *wire.Netmap, live bool) {
 		a.log.Error("applying netmap", logVersion, nm.Version, logErr, err)
 	}
 	if live {
-		if err := a.dir.SaveNetmap(nm); err != nil {
+		if err := a.dir.SaveNetmap(nm, sig); err != nil {
 			a.log.Warn("caching netmap", logErr, err)
 		}
 	}
@@ -361,6 +367,18 @@ func (a *Agent) setDisconnected(s *session, err error) {
 	}
 	a.connected, a.lastErr = false, err.Error()
 	a.changedLocked()
+}
+
+// lastErrorLocked is the error status reports: a refused cache first,
+// while it matters, then the latest error. a.mu is held.
+func (a *Agent) lastErrorLocked() string {
+	switch {
+	case a.cacheErr == "":
+		return a.lastErr
+	case a.lastErr == "":
+		return a.cacheErr
+	}
+	return a.cacheErr + "; then: " + a.lastErr
 }
 
 func (a *Agent) setLastErr(s *session, err error) {

@@ -148,6 +148,7 @@ func (a *Agent) enrollLocked(ctx context.Context, req localapi.UpRequest, coord 
 			TrustDomain:  en.TrustDomain,
 			Hostname:     hostname,
 			WireGuardKey: pub,
+			NetmapKey:    en.NetmapKey,
 			Enrolled:     a.cfg.Now().UTC(),
 		},
 		WireGuardKey: wgKey,
@@ -164,7 +165,7 @@ func (a *Agent) enrollLocked(ctx context.Context, req localapi.UpRequest, coord 
 		return err
 	}
 	a.mu.Lock()
-	a.st, a.tlsCert, a.netmap, a.refused, a.lastErr = st, tlsCertFor(st), nil, false, ""
+	a.st, a.tlsCert, a.netmap, a.refused, a.lastErr, a.cacheErr = st, tlsCertFor(st), nil, false, "", ""
 	a.changedLocked()
 	a.mu.Unlock()
 	a.log.Info("enrolled", logNode, en.Node.ID, logName, en.Node.Name, logAddrs, en.Node.Addresses,
@@ -240,7 +241,7 @@ func (a *Agent) Down(ctx context.Context) error {
 func (a *Agent) Status(ctx context.Context) (localapi.Status, error) {
 	a.mu.Lock()
 	st, sess, nm := a.st, a.sess, a.netmap
-	out := localapi.Status{LastError: a.lastErr, Peers: []localapi.Peer{}}
+	out := localapi.Status{LastError: a.lastErrorLocked(), Peers: []localapi.Peer{}}
 	switch {
 	case st == nil:
 		out.State = localapi.StateNeedsLogin

@@ -7,7 +7,10 @@
 //
 // Lifetime: New loads the state directory; Run brings a saved identity up
 // at once from its cached netmap (the data plane runs even while the
-// coordinator is down) and connects; Up, Down, Status and Ping serve the
+// coordinator is down) and connects. Every netmap, streamed or cached,
+// must verify with the coordinator's netmap key pinned at enrollment; a
+// cache that does not is refused and the node runs with no peers (and
+// says why in its log and status) until a signed map arrives. Up, Down, Status and Ping serve the
 // local API; Close (or the end of Run's context) stops every goroutine and
 // removes the interface. Private keys never leave the node and are never
 // logged.

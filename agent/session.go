@@ -64,12 +64,12 @@ func (s *session) controlLoop() {
 			return
 		}
 		got := false
-		err := s.client.Stream(s.ctx, func(nm *wire.Netmap, full bool) {
+		err := s.client.Stream(s.ctx, func(nm *wire.Netmap, sig []byte, full bool) {
 			if !got {
 				a.log.Info("connected to coordinator", logVersion, nm.Version, logPeers, len(nm.Peers))
 			}
 			got = true
-			a.apply(s, nm, true)
+			a.apply(s, nm, sig, true)
 			if full {
 				s.kickEndpoints()
 			}

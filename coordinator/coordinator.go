@@ -24,6 +24,7 @@ import (
 
 	"github.com/latchnet/latch/coordinator/api"
 	"github.com/latchnet/latch/coordinator/atomicfile"
+	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/coordinator/ca"
 	"github.com/latchnet/latch/coordinator/grants"
 	"github.com/latchnet/latch/coordinator/netmap"
@@ -105,9 +106,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Coordinator, err
 	if err = c.bootstrap(ctx); err != nil {
 		return nil, err
 	}
+	nmKey, created, err := netmap.LoadOrCreateKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created netmap signing key", "path", filepath.Join(cfg.DataDir, netmap.KeyFile))
+	}
 	c.hub = netmap.NewHub(netmap.HubConfig{
-		Source: &netmap.StoreSource{Store: c.store, Logger: log},
-		Logger: log,
+		Source:     &netmap.StoreSource{Store: c.store, Logger: log},
+		SigningKey: nmKey,
+		Logger:     log,
 	})
 	c.exp = grants.Start(grants.Config{Store: c.store, Notify: c.hub.Notify, Logger: log})
 	c.api = api.New(api.Config{
@@ -155,7 +164,9 @@ func (c *Coordinator) bootstrap(ctx context.Context) error {
 	if err := atomicfile.WriteFile(path, []byte(tok.String()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("writing bootstrap token: %w", err)
 	}
-	if _, err := c.store.CreateBootstrapToken(ctx, store.APIToken{
+	actx := audit.With(ctx, audit.Entry{Actor: audit.ActorSystem, Action: audit.TokenCreate, Target: "token:" + tok.ID,
+		Summary: map[string]any{"user": BootstrapUser, "scopes": []string{api.ScopeAdmin}, "bootstrap": true}})
+	if _, err := c.store.CreateBootstrapToken(actx, store.APIToken{
 		ID:          tok.ID,
 		User:        BootstrapUser,
 		Scopes:      []string{api.ScopeAdmin},

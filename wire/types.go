@@ -46,6 +46,10 @@ type EnrollResponse struct {
 	CA []byte `json:"ca"`
 	// TrustDomain is the SPIFFE trust domain of this network.
 	TrustDomain string `json:"trust_domain"`
+	// NetmapKey is the coordinator's Ed25519 public key that signs every
+	// netmap on the stream (see VerifyNetmap). The agent pins it with its
+	// identity.
+	NetmapKey []byte `json:"netmap_key,omitempty"`
 }
 
 // RenewRequest asks for a fresh node certificate before the current one
@@ -172,4 +176,10 @@ type StreamMessage struct {
 	// KeepAlive is the interval until the next message at the latest; the
 	// agent treats the stream as dead after three of them pass in silence.
 	KeepAlive time.Duration `json:"keepalive,omitempty"`
+	// Signature, on netmap and delta messages, is the coordinator's
+	// signature of the full netmap the receiver holds after this message
+	// (the delta applied), bound to the receiver's node ID and the
+	// version: see VerifyNetmap. An agent refuses a message without a
+	// valid one.
+	Signature []byte `json:"signature,omitempty"`
 }

@@ -4,13 +4,15 @@
 // updates and certificate renewal.
 //
 // It knows the wire protocol and nothing of the data plane: Stream hands
-// complete netmaps (deltas already applied) to a callback.
+// complete netmaps (deltas already applied), each verified against the
+// pinned netmap key, to a callback.
 package control
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -72,7 +74,10 @@ type ClientConfig struct {
 	Certificate func() (*tls.Certificate, error)
 	// NodeID is this node; netmaps for anyone else are refused.
 	NodeID wire.NodeID
-	Logger *slog.Logger
+	// NetmapKey is the pinned key that must have signed every netmap and
+	// delta; others are refused. Required.
+	NetmapKey ed25519.PublicKey
+	Logger    *slog.Logger
 	// KeepAlive is assumed until the coordinator names an interval;
 	// zero means DefaultKeepAlive.
 	KeepAlive time.Duration
@@ -83,6 +88,7 @@ type ClientConfig struct {
 type Client struct {
 	base      string
 	nodeID    wire.NodeID
+	nmKey     ed25519.PublicKey
 	log       *slog.Logger
 	keepAlive time.Duration
 	tr        *http.Transport
@@ -97,6 +103,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.CA == nil || cfg.Certificate == nil {
 		return nil, errors.New("control client: CA and certificate are required")
+	}
+	if cfg.NodeID == "" || len(cfg.NetmapKey) != ed25519.PublicKeySize {
+		return nil, errors.New("control client: node ID and netmap key are required (enroll again to pin a netmap key)")
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -116,6 +125,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	return &Client{
 		base:      base,
 		nodeID:    cfg.NodeID,
+		nmKey:     cfg.NetmapKey,
 		log:       log,
 		keepAlive: ka,
 		tr:        tr,
@@ -176,14 +186,16 @@ func (c *Client) RequestAccess(ctx context.Context, req wire.NodeAccessRequest) 
 }
 
 // StreamFunc receives every netmap the stream yields, full maps and the
-// results of deltas alike; full is true for a full map. It must not keep
-// nm past the call without copying (Stream never modifies it).
-type StreamFunc func(nm *wire.Netmap, full bool)
+// results of deltas alike, each verified against the pinned netmap key
+// with signature sig; full is true for a full map. It must not keep nm
+// past the call without copying (Stream never modifies it).
+type StreamFunc func(nm *wire.Netmap, sig []byte, full bool)
 
 // Stream holds one netmap stream until it fails or ctx ends, calling fn
 // for every new netmap. It always returns an error: ctx.Err() after a
-// cancellation, an error wrapping ErrRefused, ErrVersionGap or ErrSilent,
-// or a transport or protocol error.
+// cancellation, an error wrapping ErrRefused, ErrVersionGap, ErrSilent or
+// wire.ErrBadSignature, or a transport or protocol error. A message whose
+// signature does not verify ends the stream before fn sees anything of it.
 func (c *Client) Stream(ctx context.Context, fn StreamFunc) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -274,12 +286,15 @@ func (c *Client) Stream(ctx context.Context, fn StreamFunc) error {
 				if m.Netmap == nil {
 					return errors.New("stream: netmap message without a netmap")
 				}
-				if c.nodeID != "" && m.Netmap.Self.ID != c.nodeID {
+				if m.Netmap.Self.ID != c.nodeID {
 					return fmt.Errorf("stream: netmap is for node %q, not this node", m.Netmap.Self.ID)
+				}
+				if err := wire.VerifyNetmap(c.nmKey, c.nodeID, m.Netmap, m.Signature); err != nil {
+					return fmt.Errorf("stream: refusing netmap version %d: %w", m.Netmap.Version, err)
 				}
 				cur = m.Netmap
 				wire.SortPeers(cur.Peers)
-				fn(cur, true)
+				fn(cur, m.Signature, true)
 			case wire.MsgDelta:
 				if m.Delta == nil {
 					return errors.New("stream: delta message without a delta")
@@ -291,8 +306,11 @@ func (c *Client) Stream(ctx context.Context, fn StreamFunc) error {
 				if err != nil {
 					return fmt.Errorf("%w: %v", ErrVersionGap, err)
 				}
+				if err := wire.VerifyNetmap(c.nmKey, c.nodeID, next, m.Signature); err != nil {
+					return fmt.Errorf("stream: refusing delta to version %d: %w", m.Delta.Version, err)
+				}
 				cur = next
-				fn(cur, false)
+				fn(cur, m.Signature, false)
 			case wire.MsgKeepAlive:
 				if m.KeepAlive > 0 {
 					interval = m.KeepAlive

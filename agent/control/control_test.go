@@ -137,6 +137,7 @@ func streamClient(t *testing.T, s *fakecoord.Server, keepAlive time.Duration) (*
 		CA:          en.CA,
 		Certificate: func() (*tls.Certificate, error) { return tc, nil },
 		NodeID:      en.Node.ID,
+		NetmapKey:   en.NetmapKey,
 		KeepAlive:   keepAlive,
 	})
 	if err != nil {
@@ -168,7 +169,7 @@ func runStream(ctx context.Context, c *control.Client) (chan streamResult, chan 
 	seen := make(chan uint64, 100)
 	go func() {
 		var r streamResult
-		r.err = c.Stream(ctx, func(nm *wire.Netmap, full bool) {
+		r.err = c.Stream(ctx, func(nm *wire.Netmap, _ []byte, full bool) {
 			r.versions = append(r.versions, nm.Version)
 			r.full = append(r.full, full)
 			seen <- nm.Version
@@ -231,7 +232,7 @@ func TestStreamRefusedForDeletedNode(t *testing.T) {
 	s := fakecoord.New(t, fakecoord.Options{})
 	c, en := streamClient(t, s, 0)
 	s.DeleteNode(en.Node.ID)
-	err := c.Stream(context.Background(), func(*wire.Netmap, bool) { t.Error("netmap for a deleted node") })
+	err := c.Stream(context.Background(), func(*wire.Netmap, []byte, bool) { t.Error("netmap for a deleted node") })
 	if !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "node not found") {
 		t.Fatalf("Stream error = %v, want ErrRefused with the coordinator's reason", err)
 	}

@@ -18,6 +18,9 @@ type Enrollment struct {
 	Cert        *x509.Certificate
 	CA          *x509.Certificate
 	TrustDomain string
+	// NetmapKey verifies every netmap of this node (wire.VerifyNetmap);
+	// the node pins it with its identity.
+	NetmapKey ed25519.PublicKey
 }
 
 // EnrollTimeout bounds one enrollment call.
@@ -91,7 +94,11 @@ func Enroll(ctx context.Context, baseURL string, req wire.EnrollRequest) (*Enrol
 	if len(resp.Node.Addresses) == 0 {
 		return nil, errors.New("enrollment failed: coordinator assigned no overlay address")
 	}
-	return &Enrollment{Node: resp.Node, Cert: cert, CA: ca, TrustDomain: resp.TrustDomain}, nil
+	if len(resp.NetmapKey) != ed25519.PublicKeySize {
+		return nil, errors.New("enrollment failed: coordinator sent no valid netmap signing key")
+	}
+	return &Enrollment{Node: resp.Node, Cert: cert, CA: ca, TrustDomain: resp.TrustDomain,
+		NetmapKey: ed25519.PublicKey(resp.NetmapKey)}, nil
 }
 
 // SPIFFEID returns the SPIFFE ID of a node.

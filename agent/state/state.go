@@ -58,7 +58,11 @@ type Identity struct {
 	// WireGuardKey is the public half of the stored WireGuard key; Load
 	// checks the private key against it.
 	WireGuardKey wire.NodePublic `json:"wireguard_key"`
-	Enrolled     time.Time       `json:"enrolled"`
+	// NetmapKey is the coordinator's Ed25519 netmap signing key, pinned
+	// at enrollment: every netmap, streamed or cached, must verify with
+	// it. Only a new enrollment replaces it.
+	NetmapKey ed25519.PublicKey `json:"netmap_key"`
+	Enrolled  time.Time         `json:"enrolled"`
 }
 
 // State is everything a node needs to rejoin its network after a restart.
@@ -139,6 +143,9 @@ func (d *Dir) Load() (*State, error) {
 	if id.NodeID == "" || id.Coordinator == "" || id.TrustDomain == "" || id.WireGuardKey.IsZero() {
 		return nil, d.corrupt(FileIdentity, errors.New("missing node id, coordinator, trust domain or key"))
 	}
+	if len(id.NetmapKey) != ed25519.PublicKeySize {
+		return nil, d.corrupt(FileIdentity, errors.New("missing or malformed netmap signing key"))
+	}
 
 	if st.WireGuardKey, err = d.loadWGKey(); err != nil {
 		return nil, err
@@ -216,7 +223,7 @@ func (d *Dir) loadCert(name string) (*x509.Certificate, error) {
 // silently mixes) or no identity at all. The cached netmap of a previous
 // identity is removed.
 func (d *Dir) SaveEnrollment(st *State) error {
-	if st.Cert == nil || st.CA == nil || st.CertKey == nil {
+	if st.Cert == nil || st.CA == nil || st.CertKey == nil || len(st.Identity.NetmapKey) != ed25519.PublicKeySize {
 		return errors.New("saving enrollment: incomplete state")
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(st.CertKey)
@@ -257,29 +264,47 @@ func (d *Dir) SaveCert(cert *x509.Certificate) error {
 	return nil
 }
 
-// LoadNetmap returns the cached netmap of node id, or nil if there is none
-// or it belongs to another identity.
-func (d *Dir) LoadNetmap(id wire.NodeID) (*wire.Netmap, error) {
+// ErrNetmapRefused is wrapped by LoadNetmap when the cached netmap cannot
+// be trusted: unreadable, not signed by the pinned key, or for another
+// node. The caller must then run with no peers until the coordinator
+// sends a signed map.
+var ErrNetmapRefused = errors.New("cached netmap refused")
+
+// cachedNetmap is the format of FileNetmap: the map with the coordinator's
+// signature over it, so the cache is verified like a streamed map.
+type cachedNetmap struct {
+	Netmap    *wire.Netmap `json:"netmap"`
+	Signature []byte       `json:"signature"`
+}
+
+// LoadNetmap returns the cached netmap of node id, verified with key, or
+// nil if there is none. A cache that does not verify (edited, truncated,
+// signed by another key or for another node) is an error wrapping
+// ErrNetmapRefused and naming the reason.
+func (d *Dir) LoadNetmap(id wire.NodeID, key ed25519.PublicKey) (*wire.Netmap, error) {
 	b, err := os.ReadFile(d.file(FileNetmap))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("loading cached netmap: %w", err)
+		return nil, fmt.Errorf("%w: %s: %v", ErrNetmapRefused, FileNetmap, unwrapPath(err))
 	}
-	var nm wire.Netmap
-	if err := decodeStrict(b, &nm); err != nil {
-		return nil, d.corrupt(FileNetmap, err)
+	var c cachedNetmap
+	if err := decodeStrict(b, &c); err != nil {
+		return nil, fmt.Errorf("%w: %s in %s is not a cached netmap: %v", ErrNetmapRefused, FileNetmap, d.path, err)
 	}
-	if nm.Self.ID != id {
-		return nil, nil
+	if c.Netmap == nil {
+		return nil, fmt.Errorf("%w: %s in %s holds no netmap", ErrNetmapRefused, FileNetmap, d.path)
 	}
-	return &nm, nil
+	if err := wire.VerifyNetmap(key, id, c.Netmap, c.Signature); err != nil {
+		return nil, fmt.Errorf("%w: %s in %s: %v", ErrNetmapRefused, FileNetmap, d.path, err)
+	}
+	return c.Netmap, nil
 }
 
-// SaveNetmap caches nm for the next start.
-func (d *Dir) SaveNetmap(nm *wire.Netmap) error {
-	b, err := json.Marshal(nm)
+// SaveNetmap caches nm, verified with signature sig, for the next start.
+func (d *Dir) SaveNetmap(nm *wire.Netmap, sig []byte) error {
+	b, err := json.Marshal(cachedNetmap{Netmap: nm, Signature: sig})
 	if err != nil {
 		return fmt.Errorf("saving netmap: %w", err)
 	}

@@ -3,6 +3,7 @@ package state_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"net/url"
@@ -17,6 +18,9 @@ import (
 	"github.com/latchnet/latch/wire"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
+
+// testNetmapKey stands in for the coordinator's netmap signing key.
+var _, testNetmapKey, _ = ed25519.GenerateKey(rand.Reader)
 
 func newState(t *testing.T) *state.State {
 	t.Helper()
@@ -38,6 +42,7 @@ func newState(t *testing.T) *state.State {
 			Coordinator:  "https://127.0.0.1:8443",
 			TrustDomain:  "td",
 			WireGuardKey: wire.NodePublic(wg.PublicKey()),
+			NetmapKey:    testNetmapKey.Public().(ed25519.PublicKey),
 			Enrolled:     time.Now().UTC().Truncate(time.Second),
 		},
 		WireGuardKey: wg,
@@ -60,7 +65,8 @@ func TestSavedStateLoadsBackAndIsPrivate(t *testing.T) {
 	if err := d.SaveEnrollment(st); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.SaveNetmap(&wire.Netmap{Version: 3, Self: wire.Node{ID: "n1", Key: st.Identity.WireGuardKey}}); err != nil {
+	nm3 := &wire.Netmap{Version: 3, Self: wire.Node{ID: "n1", Key: st.Identity.WireGuardKey}}
+	if err := d.SaveNetmap(nm3, wire.SignDigest(testNetmapKey, nm3.Digest("n1"))); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.SavePrefs(state.Prefs{WantRunning: false}); err != nil {
@@ -77,12 +83,15 @@ func TestSavedStateLoadsBackAndIsPrivate(t *testing.T) {
 	if got.Identity.NodeID != "n1" || got.Identity.Name != "web-1" || !got.Identity.Enrolled.Equal(st.Identity.Enrolled) {
 		t.Errorf("identity = %+v", got.Identity)
 	}
-	nm, err := d.LoadNetmap("n1")
+	if !got.Identity.NetmapKey.Equal(st.Identity.NetmapKey) {
+		t.Error("pinned netmap key not loaded back")
+	}
+	nm, err := d.LoadNetmap("n1", got.Identity.NetmapKey)
 	if err != nil || nm == nil || nm.Version != 3 {
 		t.Errorf("LoadNetmap = %v, %v", nm, err)
 	}
-	if nm, _ := d.LoadNetmap("other"); nm != nil {
-		t.Error("LoadNetmap returned another identity's netmap")
+	if nm, err := d.LoadNetmap("other", got.Identity.NetmapKey); nm != nil || !errors.Is(err, state.ErrNetmapRefused) {
+		t.Errorf("LoadNetmap of another identity = %v, %v; want ErrNetmapRefused", nm, err)
 	}
 	if p, err := d.LoadPrefs(); err != nil || p.WantRunning {
 		t.Errorf("LoadPrefs = %+v, %v", p, err)
@@ -129,6 +138,14 @@ func TestCorruptStateIsReportedClearly(t *testing.T) {
 	}{
 		{"identity not JSON", state.FileIdentity, write("{not json")},
 		{"identity without node id", state.FileIdentity, write(`{"coordinator":"https://x","trust_domain":"td"}`)},
+		{"identity without a netmap key", state.FileIdentity, func(t *testing.T, path string, _ *state.State) {
+			b, _ := os.ReadFile(path)
+			var id map[string]any
+			json.Unmarshal(b, &id)
+			delete(id, "netmap_key")
+			b, _ = json.Marshal(id)
+			write(string(b))(t, path, nil)
+		}},
 		{"WireGuard key not base64", state.FileWGKey, write("!!!")},
 		{"WireGuard key of another node", state.FileWGKey, func(t *testing.T, path string, other *state.State) {
 			write(other.WireGuardKey.String())(t, path, other)
@@ -175,7 +192,7 @@ func write(s string) func(*testing.T, string, *state.State) {
 func TestCorruptNetmapCacheIsAnError(t *testing.T) {
 	d, _ := state.Open(t.TempDir())
 	os.WriteFile(filepath.Join(d.Path(), state.FileNetmap), []byte("{"), 0o600)
-	if _, err := d.LoadNetmap("n1"); err == nil || !strings.Contains(err.Error(), state.FileNetmap) {
+	if _, err := d.LoadNetmap("n1", testNetmapKey.Public().(ed25519.PublicKey)); !errors.Is(err, state.ErrNetmapRefused) || !strings.Contains(err.Error(), state.FileNetmap) {
 		t.Errorf("LoadNetmap = %v, want an error naming the file", err)
 	}
 }

@@ -86,6 +86,7 @@ func commands() []*command {
 		{name: "keys", summary: "manage enrollment keys (admin)", sub: []*command{keysCreateCommand(), keysListCommand(), keysRevokeCommand()}},
 		{name: "tokens", summary: "manage admin API tokens (admin)", sub: []*command{tokensCreateCommand(), tokensListCommand(), tokensRevokeCommand()}},
 		{name: "nodes", summary: "list, show and delete nodes (admin)", sub: []*command{nodesListCommand(), nodesShowCommand(), nodesDeleteCommand()}},
+		auditCommand(),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/latchnet/latch/acl/policy"
+	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/coordinator/store"
 	"github.com/latchnet/latch/wire"
 )
@@ -163,7 +164,13 @@ func (s *Server) handleNodeAccess(w http.ResponseWriter, r *http.Request) {
 			ar.Ports = ports
 			ar.PolicyVersion = sp.Version
 		}
-		err = s.cfg.Store.CreateAccessRequest(r.Context(), ar)
+		action := audit.AccessRequest
+		summary := map[string]any{"to": ar.To, "port": ar.Port, "duration": ar.Duration.String(), "reason": ar.Reason}
+		if ar.State == wire.AccessApproved {
+			action, summary["expires"], summary["policy_version"] = audit.AccessAutoApprove, ar.Expires, ar.PolicyVersion
+		}
+		ctx := s.auditedBy(r.Context(), audit.NodeActor(string(n.ID)), action, "access:"+ar.ID, summary)
+		err = s.cfg.Store.CreateAccessRequest(ctx, ar)
 		switch {
 		case errors.Is(err, store.ErrPolicyChanged) && attempt+1 < decideAttempts:
 			continue
@@ -310,7 +317,9 @@ func (s *Server) handleApproveAccess(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		now := micro(s.cfg.Now())
-		out, err := s.cfg.Store.DecideAccess(r.Context(), store.Decision{
+		ctx := s.audited(r, audit.AccessApprove, "access:"+ar.ID, map[string]any{
+			"src": string(ar.Src), "to": ar.To, "port": ar.Port, "expires": now.Add(ar.Duration), "policy_version": sp.Version, "reason": reason})
+		out, err := s.cfg.Store.DecideAccess(ctx, store.Decision{
 			ID:            ar.ID,
 			From:          wire.AccessPending,
 			To:            wire.AccessApproved,
@@ -350,7 +359,12 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, from, to string)
 	if !ok {
 		return
 	}
-	out, err := s.cfg.Store.DecideAccess(r.Context(), store.Decision{
+	action := audit.AccessDeny
+	if to == wire.AccessRevoked {
+		action = audit.AccessRevoke
+	}
+	ctx := s.audited(r, action, "access:"+ar.ID, map[string]any{"src": string(ar.Src), "to": ar.To, "reason": reason})
+	out, err := s.cfg.Store.DecideAccess(ctx, store.Decision{
 		ID: ar.ID, From: from, To: to, By: actor(r), Reason: reason, At: micro(s.cfg.Now()),
 	})
 	if err != nil {

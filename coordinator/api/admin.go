@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/coordinator/netmap"
 	"github.com/latchnet/latch/coordinator/store"
 	"github.com/latchnet/latch/wire"
@@ -72,6 +73,7 @@ func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
 			return
 		case !hasScope(t.Scopes, scope):
 			s.log.Info("refused API call outside the token's scopes", logToken, t.ID, "scope", scope, "path", r.URL.Path)
+			s.auditDenied(r, t, scope)
 			writeError(w, http.StatusForbidden, fmt.Sprintf("API token lacks the %s scope needed for %s %s", scope, r.Method, r.URL.Path))
 			return
 		}
@@ -160,7 +162,9 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		// Untagged nodes this key enrolls are owned by the caller's user.
 		CreatedByUser: caller(r).User,
 	}
-	if err := s.cfg.Store.CreateEnrollmentKey(r.Context(), k, store.HashSecret(key.Secret)); err != nil {
+	ctx := s.audited(r, audit.KeyCreate, audit.KeyActor(k.ID), map[string]any{
+		"reusable": k.Reusable, "ephemeral": k.Ephemeral, "tags": k.Tags, "expires": k.Expires, "description": k.Description})
+	if err := s.cfg.Store.CreateEnrollmentKey(ctx, k, store.HashSecret(key.Secret)); err != nil {
 		s.internalError(w, r, "creating enrollment key", err)
 		return
 	}
@@ -183,7 +187,7 @@ func (s *Server) handleListKeys(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	_, err := s.cfg.Store.RevokeEnrollmentKey(r.Context(), id, s.cfg.Now())
+	_, err := s.cfg.Store.RevokeEnrollmentKey(s.audited(r, audit.KeyRevoke, audit.KeyActor(id), nil), id, s.cfg.Now())
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("enrollment key %q not found", truncate(id, 20)))
 		return
@@ -255,7 +259,8 @@ func (s *Server) handleDeleteNode(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	_, err := s.cfg.Store.DeleteNode(r.Context(), n.ID, s.cfg.Now())
+	ctx := s.audited(r, audit.NodeDelete, audit.NodeActor(string(n.ID)), map[string]any{"name": n.Name})
+	_, err := s.cfg.Store.DeleteNode(ctx, n.ID, s.cfg.Now())
 	if errors.Is(err, store.ErrNotFound) { // deleted concurrently
 		writeError(w, http.StatusNotFound, fmt.Sprintf("node %q not found", n.ID))
 		return

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/coordinator/ca"
 	"github.com/latchnet/latch/coordinator/netmap"
 	"github.com/latchnet/latch/coordinator/store"
@@ -117,7 +118,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "issuing node certificate", err)
 		return
 	}
-	n, err := s.cfg.Store.Enroll(r.Context(), store.Enrollment{
+	ctx := s.auditedBy(r.Context(), audit.KeyActor(key.ID), audit.NodeEnroll, audit.NodeActor(string(id)), map[string]any{
+		"hostname": req.Hostname, "tags": req.Tags, "ephemeral": req.Ephemeral, "remote": r.RemoteAddr})
+	n, err := s.cfg.Store.Enroll(ctx, store.Enrollment{
 		NodeID:       id,
 		KeyID:        key.ID,
 		SecretHash:   store.HashSecret(key.Secret),
@@ -165,6 +168,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		Certificate: cert,
 		CA:          s.cfg.CA.Cert().Raw,
 		TrustDomain: s.cfg.CA.TrustDomain(),
+		NetmapKey:   s.cfg.Hub.NetmapKey(),
 	})
 }
 

@@ -8,7 +8,12 @@
 // certificate (mutual TLS) that chains to the network's CA, names an
 // existing node and carries that node's current certificate key. Admin
 // routes require "Authorization: Bearer <API token>" with the route's
-// scope (wire.Scope*) or the admin scope; outside it they answer 403.
+// scope (wire.Scope*) or the admin scope; outside it they answer 403,
+// and the refusal is audited.
+//
+// Every state change appends an audit record (package audit) in the same
+// store transaction as the change; GET wire.PathAudit lists the log and
+// wire.PathAuditVerify re-walks its hash chain.
 //
 // Every request body is bounded by wire.MaxRequestBytes (413 beyond) and
 // decoded strictly (400 for malformed JSON or unknown fields). Every error
@@ -119,6 +124,8 @@ func New(cfg Config) *Server {
 	s.route(wire.PathAccess+"/{id}/approve", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeAccessApprove, s.handleApproveAccess)})
 	s.route(wire.PathAccess+"/{id}/deny", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeAccessApprove, s.handleDenyAccess)})
 	s.route(wire.PathAccess+"/{id}/revoke", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeAccessApprove, s.handleRevokeAccess)})
+	s.route(wire.PathAudit, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeAuditRead, s.handleListAudit)})
+	s.route(wire.PathAuditVerify, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeAuditRead, s.handleVerifyAudit)})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.URL.Path)
 	})

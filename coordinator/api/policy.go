@@ -13,6 +13,7 @@ import (
 
 	"github.com/latchnet/latch/acl/compile"
 	"github.com/latchnet/latch/acl/policy"
+	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/coordinator/store"
 	"github.com/latchnet/latch/wire"
 )
@@ -140,7 +141,7 @@ func (s *Server) handleSetPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "if_version must not be negative")
 		return
 	}
-	s.savePolicy(w, r, req, "")
+	s.savePolicy(w, r, req, "", 0)
 }
 
 // restoreRequest is the optional body of a restore.
@@ -159,13 +160,14 @@ func (s *Server) handleRestorePolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.savePolicy(w, r, wire.SetPolicyRequest{Source: old.Source, DryRun: req.DryRun, IfVersion: req.IfVersion},
-		fmt.Sprintf(", restoring version %d", old.Version))
+		fmt.Sprintf(", restoring version %d", old.Version), old.Version)
 }
 
 // savePolicy checks req.Source, computes the pairs it gains and loses on
 // the current inventory and, unless it is a dry run, saves it as the next
-// version. note is appended to the recorded author.
-func (s *Server) savePolicy(w http.ResponseWriter, r *http.Request, req wire.SetPolicyRequest, note string) {
+// version. note is appended to the recorded author; restoring is the
+// version being restored, 0 for a new policy.
+func (s *Server) savePolicy(w http.ResponseWriter, r *http.Request, req wire.SetPolicyRequest, note string, restoring int) {
 	ctx := r.Context()
 	next, err := checkPolicy(req.Source)
 	if err != nil {
@@ -198,7 +200,11 @@ func (s *Server) savePolicy(w http.ResponseWriter, r *http.Request, req wire.Set
 	}
 	t := caller(r)
 	author := fmt.Sprintf("%s (token %s)%s", t.User, t.ID, note)
-	saved, err := s.cfg.Store.SavePolicy(ctx, req.Source, author, req.IfVersion, s.cfg.Now())
+	action, summary := audit.PolicySave, map[string]any{"gained": len(gained), "lost": len(lost)}
+	if restoring != 0 {
+		action, summary["restored_from"] = audit.PolicyRestore, restoring
+	}
+	saved, err := s.cfg.Store.SavePolicy(s.audited(r, action, "policy", summary), req.Source, author, req.IfVersion, s.cfg.Now())
 	if errors.Is(err, store.ErrVersionConflict) {
 		writeError(w, http.StatusConflict, unwrapAll(err).Error()+": the policy changed since you read it")
 		return

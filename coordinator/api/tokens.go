@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/coordinator/store"
 	"github.com/latchnet/latch/wire"
 )
@@ -114,7 +115,9 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 		Created:     now,
 		Expires:     now.Add(req.Expiry),
 	}
-	if err := s.cfg.Store.CreateAPIToken(r.Context(), t, store.HashSecret(tok.Secret)); err != nil {
+	ctx := s.audited(r, audit.TokenCreate, "token:"+t.ID, map[string]any{
+		"user": t.User, "scopes": t.Scopes, "expires": t.Expires, "description": t.Description})
+	if err := s.cfg.Store.CreateAPIToken(ctx, t, store.HashSecret(tok.Secret)); err != nil {
 		s.internalError(w, r, "creating API token", err)
 		return
 	}
@@ -138,7 +141,7 @@ func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	_, err := s.cfg.Store.RevokeAPIToken(r.Context(), id, s.cfg.Now())
+	_, err := s.cfg.Store.RevokeAPIToken(s.audited(r, audit.TokenRevoke, "token:"+id, nil), id, s.cfg.Now())
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("API token %q not found", truncate(id, 20)))
 		return

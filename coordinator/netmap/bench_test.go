@@ -2,6 +2,7 @@ package netmap
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -52,10 +53,19 @@ func (s snapSource) Snapshot(context.Context) (*Snapshot, error) { return s.s, n
 // BenchmarkNodeJoinFanOut measures what one node joining costs the hub
 // at 10,000 connected nodes: the snapshot comparison, the compiler's
 // incremental update and the deltas to the ~200 nodes that may see it.
-func BenchmarkNodeJoinFanOut(b *testing.B) {
+func BenchmarkNodeJoinFanOut(b *testing.B) { benchJoinFanOut(b, nil) }
+
+// BenchmarkNodeJoinFanOutSigned is BenchmarkNodeJoinFanOut with every
+// message signed, as the coordinator sends them.
+func BenchmarkNodeJoinFanOutSigned(b *testing.B) {
+	_, key, _ := ed25519.GenerateKey(nil)
+	benchJoinFanOut(b, key)
+}
+
+func benchJoinFanOut(b *testing.B, key ed25519.PrivateKey) {
 	const n = 10000
 	nodes, base := benchNetwork(b, n)
-	h := NewHub(HubConfig{Source: snapSource{base}, QueueLen: 4})
+	h := NewHub(HubConfig{Source: snapSource{base}, QueueLen: 4, SigningKey: key})
 	defer h.Close()
 	for _, nd := range nodes {
 		sub, err := h.Subscribe(context.Background(), nd.ID)

@@ -2,6 +2,7 @@ package netmap
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"log/slog"
 	"sync"
@@ -34,7 +35,11 @@ type HubConfig struct {
 	// QueueLen bounds each subscriber's queue of unsent messages.
 	// Default 16.
 	QueueLen int
-	Logger   *slog.Logger
+	// SigningKey signs every netmap and delta sent (see
+	// wire.VerifyNetmap). Nil sends them unsigned, which agents refuse;
+	// only tests of the fan-out itself leave it out.
+	SigningKey ed25519.PrivateKey
+	Logger     *slog.Logger
 }
 
 // Hub fans netmap changes out to subscribed nodes.
@@ -46,6 +51,7 @@ type Hub struct {
 	src      Source
 	comp     Computer
 	queueLen int
+	key      ed25519.PrivateKey // nil: messages go unsigned
 	log      *slog.Logger
 
 	trigger chan struct{} // capacity 1: a pending refresh
@@ -76,6 +82,7 @@ func NewHub(cfg HubConfig) *Hub {
 		src:      cfg.Source,
 		comp:     cfg.Computer,
 		queueLen: cfg.QueueLen,
+		key:      cfg.SigningKey,
 		log:      cfg.Logger,
 		trigger:  make(chan struct{}, 1),
 		ctx:      ctx,
@@ -157,9 +164,27 @@ func (h *Hub) applyLocked(snap *Snapshot) {
 			d = sub.last.patch(snap.Version, ch.Peers, func(p wire.NodeID) (wire.Peer, bool) { return h.comp.Peer(ch.Node, p) })
 		}
 		if d != nil {
-			h.sendLocked(sub, wire.StreamMessage{Type: wire.MsgDelta, Delta: d})
+			h.sendLocked(sub, wire.StreamMessage{Type: wire.MsgDelta, Delta: d, Signature: h.signLocked(sub)})
 		}
 	}
+}
+
+// signLocked signs the netmap sub holds once it has received everything
+// queued so far, or returns nil without a signing key.
+func (h *Hub) signLocked(sub *Subscription) []byte {
+	if h.key == nil {
+		return nil
+	}
+	return wire.SignDigest(h.key, sub.last.digest(sub.id))
+}
+
+// NetmapKey returns the public key that verifies this hub's netmaps, or
+// nil if it signs none (or h is nil).
+func (h *Hub) NetmapKey() ed25519.PublicKey {
+	if h == nil || h.key == nil {
+		return nil
+	}
+	return h.key.Public().(ed25519.PublicKey)
 }
 
 // sendLocked queues msg for sub, or ends sub if its queue is full.
@@ -222,7 +247,7 @@ func (h *Hub) Subscribe(ctx context.Context, id wire.NodeID) (*Subscription, err
 		h.endLocked(old, ErrReplaced)
 	}
 	sub := &Subscription{hub: h, id: id, ch: make(chan wire.StreamMessage, h.queueLen), last: newState(nm)}
-	sub.ch <- wire.StreamMessage{Type: wire.MsgNetmap, Netmap: nm}
+	sub.ch <- wire.StreamMessage{Type: wire.MsgNetmap, Netmap: nm, Signature: h.signLocked(sub)}
 	h.subs[id] = sub
 	return sub, nil
 }

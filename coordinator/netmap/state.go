@@ -13,6 +13,9 @@ type state struct {
 	self    wire.Node
 	rules   []wire.FilterRule
 	peers   map[wire.NodeID]wire.Peer
+	// digests holds wire.PeerDigest of every entry of peers, filled
+	// lazily by digest: a nil entry map means none are known yet.
+	digests map[wire.NodeID][32]byte
 }
 
 func newState(nm *wire.Netmap) *state {
@@ -58,6 +61,12 @@ func (st *state) update(nm *wire.Netmap) *wire.Delta {
 		return nil
 	}
 	st.version, st.self, st.rules, st.peers = nm.Version, nm.Self, nm.Rules, next
+	for _, p := range d.Upsert {
+		delete(st.digests, p.ID)
+	}
+	for _, id := range d.Remove {
+		delete(st.digests, id)
+	}
 	return d
 }
 
@@ -72,9 +81,11 @@ func (st *state) patch(version uint64, ids []wire.NodeID, entry func(wire.NodeID
 		case ok && (!had || !PeerEqual(old, p)):
 			d.Upsert = append(d.Upsert, p)
 			st.peers[id] = p
+			delete(st.digests, id)
 		case !ok && had:
 			d.Remove = append(d.Remove, id)
 			delete(st.peers, id)
+			delete(st.digests, id)
 		}
 	}
 	if len(d.Upsert) == 0 && len(d.Remove) == 0 {
@@ -82,6 +93,30 @@ func (st *state) patch(version uint64, ids []wire.NodeID, entry func(wire.NodeID
 	}
 	st.version = version
 	return d
+}
+
+// digest returns wire's digest of st as node's netmap. Peer digests are
+// kept between calls, so a change re-encodes only the changed entries.
+func (st *state) digest(node wire.NodeID) [32]byte {
+	if st.digests == nil {
+		st.digests = make(map[wire.NodeID][32]byte, len(st.peers))
+	}
+	ids := make([]wire.NodeID, 0, len(st.peers))
+	for id := range st.peers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	ds := make([][32]byte, len(ids))
+	for i, id := range ids {
+		d, ok := st.digests[id]
+		if !ok {
+			p := st.peers[id]
+			d = wire.PeerDigest(&p)
+			st.digests[id] = d
+		}
+		ds[i] = d
+	}
+	return wire.NetmapDigest(node, st.version, &st.self, st.rules, ds)
 }
 
 // netmap returns st as a Netmap (for tests).

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/wire"
 )
 
@@ -250,6 +251,11 @@ func (s *SQLite) ExpireGrants(ctx context.Context, now time.Time) ([]AccessReque
 		}
 		for i := range expired {
 			expired[i].State = wire.AccessExpired
+			e := audit.Entry{Time: now, Actor: audit.ActorSystem, Action: audit.AccessExpire, Target: expired[i].ID,
+				Summary: map[string]any{"src": string(expired[i].Src), "to": expired[i].To}}
+			if err := appendAuditTx(ctx, tx, &e); err != nil {
+				return err
+			}
 		}
 		return bumpVersion(ctx, tx)
 	})

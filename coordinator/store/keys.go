@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/wire"
 )
 
@@ -17,10 +18,13 @@ func (s *SQLite) CreateEnrollmentKey(ctx context.Context, k EnrollmentKey, secre
 	if err != nil {
 		return fmt.Errorf("creating enrollment key: %w", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO enrollment_keys
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO enrollment_keys
 		(id, secret_hash, description, reusable, ephemeral, tags, created, expires, revoked, uses, created_by_user)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?)`,
-		k.ID, secretHash, k.Description, k.Reusable, k.Ephemeral, string(tags), toDB(k.Created), toDB(k.Expires), k.CreatedByUser)
+			k.ID, secretHash, k.Description, k.Reusable, k.Ephemeral, string(tags), toDB(k.Created), toDB(k.Expires), k.CreatedByUser)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("creating enrollment key: %w", err)
 	}
@@ -88,7 +92,8 @@ func (s *SQLite) RevokeEnrollmentKey(ctx context.Context, id string, at time.Tim
 
 // CreateAPIToken implements Store.
 func (s *SQLite) CreateAPIToken(ctx context.Context, t APIToken, secretHash []byte) error {
-	if err := insertToken(ctx, s.w, t, secretHash); err != nil {
+	err := s.writeTx(ctx, func(tx *sql.Tx) error { return insertToken(ctx, tx, t, secretHash) })
+	if err != nil {
 		return fmt.Errorf("creating API token: %w", err)
 	}
 	return nil
@@ -114,6 +119,7 @@ func (s *SQLite) CreateBootstrapToken(ctx context.Context, t APIToken, secretHas
 			return err
 		}
 		if m.BootstrapDone {
+			audit.Drop(ctx)
 			return nil
 		}
 		if err := insertToken(ctx, tx, t, secretHash); err != nil {

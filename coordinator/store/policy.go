@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/latchnet/latch/coordinator/audit"
 )
 
 // SavePolicy implements Store.
@@ -20,6 +22,7 @@ func (s *SQLite) SavePolicy(ctx context.Context, source, author string, ifVersio
 			return fmt.Errorf("%w: current version is %d, not %d", ErrVersionConflict, cur, ifVersion)
 		}
 		p.Version = cur + 1
+		audit.Annotate(ctx, "version", p.Version)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO policies (version, source, created, author) VALUES (?, ?, ?, ?)`,
 			p.Version, p.Source, toDB(p.Created), p.Author); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchnet/latch/coordinator/audit"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -205,7 +206,8 @@ func readMeta(ctx context.Context, q querier) (Meta, error) {
 }
 
 // writeTx runs fn in one IMMEDIATE transaction and commits it if fn
-// returns nil.
+// returns nil. The audit entry attached to ctx (audit.With), if any, is
+// appended in the same transaction after fn succeeded.
 func (s *SQLite) writeTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -214,6 +216,12 @@ func (s *SQLite) writeTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
+	}
+	if e := audit.FromContext(ctx); e != nil && !e.Dropped() {
+		if err := appendAuditTx(ctx, tx, e); err != nil {
+			tx.Rollback()
+			return err
+		}
 	}
 	return tx.Commit()
 }

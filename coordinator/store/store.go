@@ -11,7 +11,10 @@
 // second type behind the same interface with its own migrations and
 // placeholders.
 //
-// Every state change is one transaction. Enrollment in particular validates
+// Every state change is one transaction, and the audit record describing
+// it (an audit.Entry attached to the call's context with audit.With) is
+// appended in that same transaction, so a change and its record are
+// committed together or not at all. Enrollment in particular validates
 // and consumes the enrollment key, allocates the node's addresses and
 // inserts the node atomically: a one-off key enrolls exactly one node no
 // matter how many requests race for it. Every change that alters what some
@@ -31,6 +34,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/wire"
 )
 
@@ -180,6 +184,16 @@ type Store interface {
 	// NextGrantExpiry returns the earliest Expires among approved
 	// requests; false if there is none.
 	NextGrantExpiry(ctx context.Context) (time.Time, bool, error)
+
+	// AppendAudit appends one audit record in a transaction of its own,
+	// for events that change nothing else (a refused API call).
+	// Changes audit themselves: see audit.With.
+	AppendAudit(ctx context.Context, e audit.Entry) error
+	// AuditRecords lists audit records matching f, oldest first.
+	AuditRecords(ctx context.Context, f AuditFilter) ([]audit.Record, error)
+	// WalkAudit calls fn with every audit record in seq order, reading
+	// them as a stream (bounded memory), until fn returns an error.
+	WalkAudit(ctx context.Context, fn func(audit.Record) error) error
 
 	// Check runs the database's integrity and foreign-key checks.
 	Check(ctx context.Context) error

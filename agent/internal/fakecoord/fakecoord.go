@@ -55,6 +55,8 @@ type Options struct {
 	// PushChanges sends every open stream its new full netmap whenever a
 	// node is added or changes.
 	PushChanges bool
+	// OmitNetmapKey leaves the netmap key out of enrollment answers.
+	OmitNetmapKey bool
 }
 
 // Cleanuper is what New needs of a testing.TB.
@@ -69,9 +71,11 @@ type Server struct {
 	CA *CA
 	// AuthKey is a valid reusable enrollment key.
 	AuthKey string
-	URL     string
-	srv     *httptest.Server
-	opts    Options
+	// NetmapKey signs netmaps; its public half goes out at enrollment.
+	NetmapKey ed25519.PrivateKey
+	URL       string
+	srv       *httptest.Server
+	opts      Options
 	// Streams receives every stream opened (buffered; extras are dropped).
 	Streams chan *Stream
 
@@ -117,6 +121,7 @@ func New(t Cleanuper, opts Options) *Server {
 		open:    map[*Stream]bool{},
 		version: 1,
 	}
+	_, s.NetmapKey, _ = ed25519.GenerateKey(rand.Reader)
 	secret := randomWithoutUnderscore()
 	s.AuthKey = wire.AuthKey{ID: "0123456789ab", Secret: base64.RawURLEncoding.EncodeToString(secret), CAFingerprint: wire.CAFingerprint(s.CA.Cert.Raw)}.String()
 
@@ -284,6 +289,11 @@ func (s *Server) DeleteNode(id wire.NodeID) {
 	}
 }
 
+// SignNetmap signs nm as node's netmap with key.
+func SignNetmap(key ed25519.PrivateKey, node wire.NodeID, nm *wire.Netmap) []byte {
+	return wire.SignDigest(key, nm.Digest(node))
+}
+
 // Netmap builds id's full netmap: every other live node is a peer, with
 // the interim allow-peers rule.
 func (s *Server) Netmap(id wire.NodeID) *wire.Netmap {
@@ -379,7 +389,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	n.Ephemeral = req.Ephemeral
 	s.changedLocked()
 	cert := s.CA.NodeCert(pub, string(n.ID), s.spiffe(n.ID), s.opts.CertLifetime)
-	writeJSON(w, wire.EnrollResponse{Node: n.Node, Certificate: cert.Raw, CA: s.CA.Cert.Raw, TrustDomain: TrustDomain})
+	nmKey := s.NetmapKey.Public().(ed25519.PublicKey)
+	if s.opts.OmitNetmapKey {
+		nmKey = nil
+	}
+	writeJSON(w, wire.EnrollResponse{Node: n.Node, Certificate: cert.Raw, CA: s.CA.Cert.Raw, TrustDomain: TrustDomain,
+		NetmapKey: nmKey})
 }
 
 func (s *Server) spiffe(id wire.NodeID) *url.URL {
@@ -414,14 +429,41 @@ func (s *Server) authNodeLocked(r *http.Request) (*Node, int, string) {
 // Stream is one open netmap stream.
 type Stream struct {
 	Node wire.NodeID
+	key  ed25519.PrivateKey
+	mu   sync.Mutex
+	cur  *wire.Netmap // guarded by mu; the map the agent holds after the last message signed
 	msgs chan wire.StreamMessage
 	done chan struct{}
 	end  chan struct{}
 	once sync.Once
 }
 
-// Send queues m; it reports false if the stream ended first.
+// Send queues m; it reports false if the stream ended first. A netmap or
+// delta without a Signature is signed as the real coordinator would: over
+// the map the agent holds after it, for this stream's node. A delta that
+// does not apply to the last map sent goes unsigned. A message with a
+// Signature goes as it is.
 func (st *Stream) Send(m wire.StreamMessage) bool {
+	if m.Signature == nil {
+		st.mu.Lock()
+		var next *wire.Netmap
+		switch {
+		case m.Type == wire.MsgNetmap && m.Netmap != nil:
+			next = m.Netmap
+		case m.Type == wire.MsgDelta && m.Delta != nil && st.cur != nil:
+			next, _ = st.cur.Apply(m.Delta)
+		}
+		if next != nil {
+			st.cur = next
+			m.Signature = SignNetmap(st.key, st.Node, next)
+		}
+		st.mu.Unlock()
+	}
+	return st.SendAsIs(m)
+}
+
+// SendAsIs queues m unchanged, signature or none.
+func (st *Stream) SendAsIs(m wire.StreamMessage) bool {
 	select {
 	case st.msgs <- m:
 		return true
@@ -452,7 +494,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
-	st := &Stream{Node: n.ID, msgs: make(chan wire.StreamMessage), done: make(chan struct{}), end: make(chan struct{})}
+	st := &Stream{Node: n.ID, key: s.NetmapKey, cur: first, msgs: make(chan wire.StreamMessage), done: make(chan struct{}), end: make(chan struct{})}
 	s.mu.Lock()
 	s.open[st] = true
 	s.mu.Unlock()
@@ -468,7 +510,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	fl.Flush()
 	enc := json.NewEncoder(w)
 	if first != nil {
-		enc.Encode(wire.StreamMessage{Type: wire.MsgNetmap, Netmap: first})
+		enc.Encode(wire.StreamMessage{Type: wire.MsgNetmap, Netmap: first, Signature: SignNetmap(s.NetmapKey, n.ID, first)})
 		fl.Flush()
 	}
 	select {
