@@ -30,6 +30,10 @@ type Agent struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// rotMu serialises WireGuard key rotations. Lock order: rotMu, engMu,
+	// mu; rotMu is never taken with opMu held.
+	rotMu sync.Mutex
+
 	// opMu serialises whatever starts or stops a session or the engine:
 	// Run's start, Up, Down and Close. Lock order: opMu, engMu, mu.
 	opMu sync.Mutex
@@ -63,6 +67,9 @@ type Agent struct {
 	// until a signed netmap from the coordinator is applied.
 	cacheErr  string
 	engineErr error
+	// lastRotated is when the current WireGuard key was set; zero until
+	// first needed (then read from the key file's time).
+	lastRotated time.Time
 	// changed is closed and replaced whenever a field above changes.
 	changed chan struct{}
 	closed  bool
@@ -77,6 +84,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	dir, err := state.Open(cfg.StateDir)
 	if err != nil {
+		return nil, err
+	}
+	// A crash while committing a confirmed key rotation is finished
+	// before the identity is read.
+	if err := dir.FinishRotation(); err != nil {
 		return nil, err
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, dir: dir, changed: make(chan struct{})}
@@ -199,10 +211,11 @@ func (a *Agent) startSessionLocked() {
 		a.log.Info("starting from cached netmap", logVersion, nm.Version, logPeers, len(nm.Peers))
 		a.apply(s, nm, nil, false)
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.controlLoop()
 	go s.renewLoop()
 	go s.endpointLoop()
+	go s.rotateLoop()
 }
 
 // stopSessionLocked ends the session's goroutines and waits for them. The
@@ -290,6 +303,13 @@ func (a *Agent) reconfig(st *state.State, cfg *overlay.Config, version uint64) e
 		a.engine, a.applied = e, nil
 		a.log.Info("overlay interface created", "interface", a.cfg.Interface, logMTU, mtu)
 	}
+	// The key is read under engMu: a rotation swaps it under engMu, so a
+	// netmap computed before a rotation never pushes the old key.
+	a.mu.Lock()
+	if a.st != nil {
+		cfg.PrivateKey = a.st.WireGuardKey
+	}
+	a.mu.Unlock()
 	if a.applied != nil && configEqual(a.applied, cfg) {
 		return nil
 	}

@@ -166,6 +166,7 @@ func (a *Agent) enrollLocked(ctx context.Context, req localapi.UpRequest, coord 
 	}
 	a.mu.Lock()
 	a.st, a.tlsCert, a.netmap, a.refused, a.lastErr, a.cacheErr = st, tlsCertFor(st), nil, false, "", ""
+	a.lastRotated = time.Time{}
 	a.changedLocked()
 	a.mu.Unlock()
 	a.log.Info("enrolled", logNode, en.Node.ID, logName, en.Node.Name, logAddrs, en.Node.Addresses,

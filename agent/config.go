@@ -10,9 +10,10 @@
 // coordinator is down) and connects. Every netmap, streamed or cached,
 // must verify with the coordinator's netmap key pinned at enrollment; a
 // cache that does not is refused and the node runs with no peers (and
-// says why in its log and status) until a signed map arrives. Up, Down, Status and Ping serve the
-// local API; Close (or the end of Run's context) stops every goroutine and
-// removes the interface. Private keys never leave the node and are never
+// says why in its log and status) until a signed map arrives. Up, Down,
+// Status and Ping serve the local API, and Rotate replaces the node's
+// WireGuard key (also on a schedule, Config.KeyRotation); Close (or the
+// end of Run's context) stops every goroutine and removes the interface. Private keys never leave the node and are never
 // logged.
 package agent
 
@@ -42,6 +43,8 @@ const (
 	DefaultUpTimeout = 30 * time.Second
 	// DefaultEndpointInterval is how often local endpoints are checked.
 	DefaultEndpointInterval = 30 * time.Second
+	// DefaultKeyRotation is how often the node replaces its WireGuard key.
+	DefaultKeyRotation = 24 * time.Hour
 )
 
 // Engine is the data plane as the agent sees it. Implementations are safe
@@ -119,6 +122,9 @@ type Config struct {
 	KeepAlive time.Duration
 	// UpTimeout bounds Up's wait when the request names none.
 	UpTimeout time.Duration
+	// KeyRotation is how often the WireGuard key is replaced (with
+	// jitter of +-10%); zero means DefaultKeyRotation, negative never.
+	KeyRotation time.Duration
 	// EndpointInterval is how often local endpoints are re-read.
 	EndpointInterval time.Duration
 	// InterfaceAddrs lists local addresses; nil reads the system's.
@@ -160,6 +166,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.UpTimeout <= 0 {
 		c.UpTimeout = DefaultUpTimeout
+	}
+	if c.KeyRotation == 0 {
+		c.KeyRotation = DefaultKeyRotation
 	}
 	if c.EndpointInterval <= 0 {
 		c.EndpointInterval = DefaultEndpointInterval

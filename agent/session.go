@@ -170,10 +170,12 @@ func (a *Agent) renewCert(s *session) error {
 	if err := a.dir.SaveCert(cert); err != nil {
 		return err
 	}
-	next := *st
-	next.Cert = cert
 	a.mu.Lock()
-	if a.st == st {
+	// The state may have been replaced by a key rotation meanwhile; the
+	// certificate belongs to whatever state still has its key.
+	if a.st != nil && a.st.CertKey.Equal(st.CertKey) {
+		next := *a.st
+		next.Cert = cert
 		a.st, a.tlsCert = &next, tlsCertFor(&next)
 		a.changedLocked()
 	}

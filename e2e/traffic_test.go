@@ -34,9 +34,19 @@ func startEcho(t *testing.T, h *netns.Host) {
 		t.Fatalf("echo server on %s: %v", h.Name, err)
 	}
 	var wg sync.WaitGroup
+	// Cleanup closes every accepted connection too: a stream whose tunnel
+	// was cut (revocation, policy change) would otherwise block io.Copy,
+	// and so the cleanup, forever.
+	var mu sync.Mutex
+	conns := map[net.Conn]bool{}
 	t.Cleanup(func() {
 		l.Close()
 		pc.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
 		wg.Wait()
 	})
 	wg.Add(2)
@@ -47,10 +57,18 @@ func startEcho(t *testing.T, h *netns.Host) {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[c] = true
+			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
+				defer func() {
+					mu.Lock()
+					delete(conns, c)
+					mu.Unlock()
+					c.Close()
+				}()
 				_, _ = io.Copy(c, c)
 			}()
 		}

@@ -118,7 +118,8 @@ type PortRange struct {
 // packet matches when its source is an overlay address of a peer whose
 // Peer.Rules hold ID (or is in Sources), its protocol is in Protocols, and
 // (for TCP and UDP) its destination port is in Ports. There is no
-// wildcard: no sources, empty Protocols or empty Ports match nothing.
+// wildcard: no sources or empty Protocols match nothing, and empty Ports
+// match no TCP or UDP packet (ICMP has no ports: an ICMP rule needs none).
 type FilterRule struct {
 	// ID names the policy rule or grant this came from, for verdict reasons
 	// and for Peer.Rules. It is unique within one node's Rules.

@@ -68,8 +68,76 @@ func BenchmarkRunIn(b *testing.B) {
 			}
 		})
 	})
+	b.Run("established-inbound", func(b *testing.B) {
+		// A flow a rule admitted: each packet also checks that the rule
+		// set has not changed and the rule has not expired.
+		src := rules[7].Sources[1].Addr().String()
+		f.RunInAt(tcp(src, me4, 50000, 8007, tcpSYN).bytes(), now)
+		f.RunOutAt(tcp(me4, src, 8007, 50000, tcpSYN|tcpACK).bytes(), now)
+		pkt := tcp(src, me4, 50000, 8007, tcpACK).bytes()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, r := f.RunInAt(pkt, now); r != AcceptEstablished {
+				b.Fatal(r)
+			}
+		}
+	})
 	b.Run("new-flow-1277-prefixes", func(b *testing.B) {
-		// A source from the last rule's set, so the match walks far.
+		// Distinct 5-tuples into a table with room: what a new flow
+		// costs. Every 8192 flows the table is emptied, off the clock,
+		// as if they had timed out.
+		syns := newFlowSYNs(rules)
+		const perTable = 8192
+		nf := New(Options{})
+		if err := nf.SetRules(rules, self); err != nil {
+			b.Fatal(err)
+		}
+		fresh := nf.flows.removeAll
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if i%perTable == perTable-1 {
+				b.StopTimer()
+				fresh()
+				b.StartTimer()
+			}
+			pkt := syns[i%len(syns)]
+			sport := uint16(i/len(syns)) + 1
+			pkt[20], pkt[21] = byte(sport>>8), byte(sport)
+			i++
+			if _, r := nf.RunInAt(pkt, now); r != AcceptRule {
+				b.Fatal(r)
+			}
+		}
+	})
+	b.Run("new-flow-1277-prefixes-full-table", func(b *testing.B) {
+		// Distinct 5-tuples into a full table: every new flow evicts the
+		// least recently seen one, whose entry is cold in the cache.
+		syns := newFlowSYNs(rules)
+		nf := New(Options{})
+		if err := nf.SetRules(rules, self); err != nil {
+			b.Fatal(err)
+		}
+		for i := range 2 * DefaultFlowCapacity {
+			nf.RunOutAt(udp(me4, peer4, uint16(i), uint16(i>>16)+1).bytes(), now)
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			pkt := syns[i%len(syns)]
+			sport := uint16(i/len(syns)) + 1
+			pkt[20], pkt[21] = byte(sport>>8), byte(sport)
+			i++
+			if _, r := nf.RunInAt(pkt, now); r != AcceptRule {
+				b.Fatal(r)
+			}
+		}
+	})
+	b.Run("new-flow-1277-prefixes-single-source", func(b *testing.B) {
+		// The first version of this benchmark, unchanged: one source
+		// (from the last rule's set, so a linear match would walk far),
+		// one port after another; the table fills after 16,384 of them
+		// and from then on every new flow evicts one.
 		src := rules[31].Sources[len(rules[31].Sources)-1].Addr().String()
 		pkt := tcp(src, me4, 1, 8031, tcpSYN).bytes()
 		var port uint16
@@ -92,6 +160,17 @@ func BenchmarkRunIn(b *testing.B) {
 			}
 		}
 	})
+	b.Run("no-match-known-source", func(b *testing.B) {
+		// A source some rule names, to a port none of its rules admits.
+		src := rules[31].Sources[len(rules[31].Sources)-1].Addr().String()
+		pkt := tcp(src, me4, 1, 8000, tcpSYN).bytes()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, r := f.RunInAt(pkt, now); r != DropNoRule {
+				b.Fatal(r)
+			}
+		}
+	})
 	b.Run("established-reading-clock", func(b *testing.B) {
 		pkt := tcp(peer4, me4, 443, 40000, tcpACK).bytes()
 		b.ReportAllocs()
@@ -99,6 +178,31 @@ func BenchmarkRunIn(b *testing.B) {
 			f.RunIn(pkt)
 		}
 	})
+}
+
+// newFlowSYNs returns 1,024 TCP SYNs, each from a source of one of
+// bigRules' rules to that rule's port, spread over all 32 rules and their
+// sources.
+func newFlowSYNs(rules []wire.FilterRule) [][]byte {
+	out := make([][]byte, 1024)
+	for k := range out {
+		r := rules[k%len(rules)]
+		src := r.Sources[(k/len(rules))%len(r.Sources)].Addr()
+		out[k] = tcp(src.String(), me4, 0, r.Ports[0].First, tcpSYN).bytes()
+	}
+	return out
+}
+
+// removeAll empties the table, as if every flow had timed out.
+func (ft *flowTable) removeAll() {
+	for i := range ft.shards {
+		s := &ft.shards[i]
+		s.mu.Lock()
+		for s.head >= 0 {
+			s.removeLocked(s.head)
+		}
+		s.mu.Unlock()
+	}
 }
 
 func BenchmarkRunOut(b *testing.B) {

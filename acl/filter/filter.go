@@ -1,29 +1,8 @@
-// Package filter is a Latch node's packet filter: it decides, for every
-// packet entering the node through the overlay, whether it may pass, and
-// records the flows the node itself starts so that their replies do.
-//
-// Inbound is default deny. An inbound packet passes only if it belongs to a
-// flow this node started, or to a flow a rule admitted and the current rules
-// still admit, or if it starts a flow that a live rule admits. Rules come
-// from the coordinator as wire.FilterRule: sources, protocols, destination
-// ports and an optional expiry on this node's own clock. Outbound packets
-// always pass; they record flow state.
-//
-// Parsing fails closed: truncated or contradictory headers, IP fragments
-// and IPv6 extension headers are dropped before any rule sees them, and a
-// protocol whose ports are not parsed never matches a port.
-//
-// Rule changes are atomic and take effect on established flows too: a flow
-// the remote side started is checked against every new rule set (and again
-// when the rule that admitted it expires) before its next packet passes, so
-// revoking access stops a connection in the middle.
-//
-// The hot path does not allocate, and the clock is read once per batch
-// (Now) rather than per packet. Every verdict comes with a Reason, and every
-// Reason is counted.
 package filter
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -42,7 +21,7 @@ type Options struct {
 	Now func() time.Time
 	// FlowCapacity bounds the number of flows remembered; when the table
 	// is full the least recently seen flow is forgotten. Zero means
-	// DefaultFlowCapacity.
+	// DefaultFlowCapacity; more than about 16.7 million means that many.
 	FlowCapacity int
 	// Timeouts; zero fields take DefaultTimeouts' values.
 	Timeouts Timeouts
@@ -90,8 +69,9 @@ func New(opts Options) *Filter {
 		epoch: opts.Now(),
 		flows: newFlowTable(opts.FlowCapacity, t),
 	}
-	f.gen = 1
-	f.rules.Store(&ruleSet{gen: 1, listOff: []uint32{0}, starts4: []uint32{0}, lists4: []int32{-1}, starts6: []addr{{}}, lists6: []int32{-1}})
+	rs, _ := compile(nil, nil)
+	f.gen, rs.gen = 1, 1
+	f.rules.Store(rs)
 	return f
 }
 
@@ -109,8 +89,17 @@ func (f *Filter) SetRules(rules []wire.FilterRule, self []netip.Prefix) error {
 	f.setMu.Lock()
 	defer f.setMu.Unlock()
 	f.gen++
+	wrapped := uint32(f.gen) == 0
+	if wrapped {
+		// Flows keep the low 32 bits of the generation; 0 is never
+		// current, so a cleared one always means "check again".
+		f.gen++
+	}
 	rs.gen = f.gen
 	f.rules.Store(rs)
+	if wrapped {
+		f.flows.forgetGens()
+	}
 	return err
 }
 
@@ -140,25 +129,126 @@ func (f *Filter) RunOut(pkt []byte) (Verdict, Reason) { return f.RunOutAt(pkt, f
 // Instant means "read the clock"). pkt is one IP packet; it is read, never
 // modified or kept.
 func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
-	if now == (Instant{}) {
+	if now.mono|now.wall == 0 { // the zero Instant
 		now = f.Now()
 	}
-	var p packet
-	r := f.runIn(pkt, &p, now)
-	f.count.add(stripeOf(&p), r)
-	return r.Verdict(), r
+	b := pkt
+	// The bulk of traffic: TCP or UDP over IPv4 without options or
+	// fragments, of a flow whose entry needs no change. Parsed here in
+	// registers with exactly parse's checks for this shape, and passed on
+	// one lock-free reading of the flow's entry (see fast.go).
+	// FuzzFastPathAgrees holds this to the general path.
+	if len(b) < 28 || b[0] != 0x45 {
+		return f.inOther(b, now)
+	}
+	total := int(binary.BigEndian.Uint16(b[2:]))
+	if total > len(b) || binary.BigEndian.Uint16(b[6:])&0x3fff != 0 {
+		return f.inOther(b, now)
+	}
+	proto := b[9]
+	var tcpFlags uint8
+	var meta uint64 // packMeta without the ports
+	switch proto {
+	case protoTCP:
+		// The data offset, in bytes, from 20 to what the packet holds.
+		if total < 40 || uint(int(b[32]>>2&^3)-20) > uint(total-40) {
+			return f.inOther(b, now)
+		}
+		tcpFlags = b[33]
+		meta = 4<<40 | protoTCP<<32
+	case protoUDP:
+		if n := int(binary.BigEndian.Uint16(b[24:])); total < 28 || n < 8 || n > total-20 {
+			return f.inOther(b, now)
+		}
+		meta = 4<<40 | protoUDP<<32
+	default:
+		return f.inOther(b, now)
+	}
+	addrs := binary.BigEndian.Uint64(b[12:]) // source, destination
+	ports := binary.BigEndian.Uint32(b[20:]) // source, destination
+	// The key: its word (keyWords) is local | remote<<32, which is addrs;
+	// packMeta(4, proto, dport, sport) puts the local port above the
+	// remote one.
+	meta |= uint64(bits.RotateLeft32(ports, 16))
+	ft := f.flows
+	h := ft.hash4(addrs, meta)
+	// The lookup, written out (see shard.lookup); the home slot first.
+	// An empty home slot proves the flow absent.
+	i := h & ft.indexMask
+	w := ft.index[i].Load()
+	missing := false
+	if w>>slotTagShift != slotTag(h) { // an empty slot has no tag
+		i, w, missing = ft.probe(i, w, slotTag(h))
+	}
+	if w != 0 {
+		e := &ft.entries[slotEntryIndex(w)]
+		if e.key[4].Load() == meta && e.key[1].Load() == addrs {
+			st, seen := e.state.Load(), e.seen.Load()
+			if ft.index[i].Load() == w && passesIn(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
+				f.count.add(uint(addrs>>32), AcceptEstablished) // by the remote address
+				return Accept, AcceptEstablished
+			}
+		}
+	}
+	return f.in4(addrs, ports, tcpFlags, meta, h, missing, now)
 }
 
 // RunOutAt records one outbound packet at now (see RunInAt). Outbound
 // packets pass, except ones too malformed to be IP.
 func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
-	if now == (Instant{}) {
+	if now.mono|now.wall == 0 { // the zero Instant
 		now = f.Now()
 	}
-	var p packet
-	r := f.runOut(pkt, &p, now)
-	f.count.add(stripeOf(&p), r)
-	return r.Verdict(), r
+	b := pkt
+	// As in RunInAt.
+	if len(b) < 28 || b[0] != 0x45 {
+		return f.outOther(b, now)
+	}
+	total := int(binary.BigEndian.Uint16(b[2:]))
+	if total > len(b) || binary.BigEndian.Uint16(b[6:])&0x3fff != 0 {
+		return f.outOther(b, now)
+	}
+	proto := b[9]
+	var tcpFlags uint8
+	var meta uint64
+	switch proto {
+	case protoTCP:
+		if total < 40 || uint(int(b[32]>>2&^3)-20) > uint(total-40) {
+			return f.outOther(b, now)
+		}
+		tcpFlags = b[33]
+		meta = 4<<40 | protoTCP<<32
+	case protoUDP:
+		if n := int(binary.BigEndian.Uint16(b[24:])); total < 28 || n < 8 || n > total-20 {
+			return f.outOther(b, now)
+		}
+		meta = 4<<40 | protoUDP<<32
+	default:
+		return f.outOther(b, now)
+	}
+	addrs := binary.BigEndian.Uint64(b[12:])
+	ports := binary.BigEndian.Uint32(b[20:])
+	kw := bits.RotateLeft64(addrs, 32) // local | remote<<32
+	meta |= uint64(ports)
+	ft := f.flows
+	h := ft.hash4(kw, meta)
+	i := h & ft.indexMask
+	w := ft.index[i].Load()
+	if w>>slotTagShift != slotTag(h) {
+		var missing bool
+		if i, w, missing = ft.probe(i, w, slotTag(h)); w == 0 {
+			return f.out4(addrs, ports, tcpFlags, meta, h, missing, now)
+		}
+	}
+	e := &ft.entries[slotEntryIndex(w)]
+	if e.key[4].Load() == meta && e.key[1].Load() == kw {
+		st, seen := e.state.Load(), e.seen.Load()
+		if ft.index[i].Load() == w && passesOut(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
+			f.count.add(uint(addrs), AcceptOutbound) // by the remote address
+			return Accept, AcceptOutbound
+		}
+	}
+	return f.out4(addrs, ports, tcpFlags, meta, h, false, now)
 }
 
 // Count returns how many packets got reason r since New.
@@ -183,100 +273,86 @@ func (f *Filter) runIn(b []byte, p *packet, now Instant) Reason {
 		return r
 	}
 	rs := f.rules.Load()
-	switch {
-	case p.kind.tracked():
-		var k flowKey
-		keyIn(p, &k)
-		h := f.flows.hash(&k)
-		s := f.flows.shardFor(h)
-		s.mu.Lock()
-		r := f.establishedLocked(s, &k, h, p, now, rs)
-		s.mu.Unlock()
-		if r != reasonNone {
-			return r
+	if !p.kind.tracked() {
+		if p.kind == kindICMPError {
+			if r := f.related(p, now, rs); r != reasonNone {
+				return r
+			}
 		}
-	case p.kind == kindICMPError:
-		if r := f.related(p, now, rs); r != reasonNone {
-			return r
-		}
-	}
-
-	r, expiry := rs.match(p.v, p.proto, p.src, p.dst, p.dstPort, now.wall)
-	if r != AcceptRule || !p.kind.tracked() || p.tcpFlags&tcpRST != 0 {
+		r, _ := rs.match(p.v, p.proto, p.src, p.dst, p.dstPort, now.wall)
 		return r
 	}
 	var k flowKey
 	keyIn(p, &k)
-	h := f.flows.hash(&k)
-	s := f.flows.shardFor(h)
+	return f.inKnown(p, &k, f.flows.hash(&k), unsure, now)
+}
+
+// inLocked decides about an inbound packet of a tracked kind with the
+// shard's lock. r and ref are the rules' verdict if the caller already
+// matched them, else r is reasonNone.
+func (f *Filter) inLocked(s *shard, k *flowKey, h uint64, p *packet, now Instant, rs *ruleSet, r Reason, ref uint32) Reason {
 	s.mu.Lock()
-	x := f.flows.findLocked(s, &k, h, now.mono)
-	switch {
-	case x < 0:
-		x = s.insertLocked(&k, h, now.mono)
-	case s.entries[x].flags&flagRevoked == 0:
-		// Another packet of the flow got here first (or this node's own
-		// first packet did); the flow keeps the origin it has.
-		s.touchLocked(x, now.mono)
+	if er := f.establishedLocked(s, k, h, p, now, rs); er != reasonNone {
 		s.mu.Unlock()
-		return AcceptRule
-	default:
-		s.touchLocked(x, now.mono)
+		return er
 	}
-	e := &s.entries[x]
-	e.flags = flagInbound | tcpFlagsIn(p.tcpFlags)
-	e.gen, e.expiry = rs.gen, expiry
+	if r == reasonNone {
+		r, ref = rs.match(p.v, p.proto, p.src, p.dst, p.dstPort, now.wall)
+	}
+	if r == AcceptRule && p.tcpFlags&tcpRST == 0 {
+		s.insertLocked(k, h, now.mono, mkState(flagInbound|tcpFlagsIn(p.tcpFlags), ref, rs.gen))
+	}
 	s.mu.Unlock()
-	return AcceptRule
+	return r
 }
 
 // establishedLocked handles an inbound packet whose flow may be known. It
 // returns reasonNone when the packet must be judged by the rules as a new
-// flow.
+// flow; then k is not in the table.
 func (f *Filter) establishedLocked(s *shard, k *flowKey, h uint64, p *packet, now Instant, rs *ruleSet) Reason {
 	x := f.flows.findLocked(s, k, h, now.mono)
 	if x < 0 {
 		return reasonNone
 	}
-	e := &s.entries[x]
-	if p.kind == kindTCP && p.tcpFlags&(tcpSYN|tcpACK) == tcpSYN && (e.closing() || e.flags&flagRevoked != 0) {
+	st := s.entries[x].state.Load()
+	fl := stFlags(st)
+	if p.kind == kindTCP && p.tcpFlags&(tcpSYN|tcpACK) == tcpSYN && (closing(fl) || fl&flagRevoked != 0) {
 		// A new connection on the ports of a finished or revoked one:
 		// forget the old flow and let the rules decide.
 		s.removeLocked(x)
 		return reasonNone
 	}
 	s.touchLocked(x, now.mono)
-	if !f.recheckLocked(e, now, rs) {
+	st, ok := recheck(k, st, now, rs)
+	if !ok {
+		s.setStateLocked(x, st)
 		return DropRevoked
 	}
-	if e.flags&flagInbound == 0 {
-		e.flags |= flagReplied
+	fl = stFlags(st)
+	if fl&flagInbound == 0 {
+		fl |= flagReplied
 	}
-	e.flags |= tcpFlagsIn(p.tcpFlags)
+	s.setStateLocked(x, withFlags(st, fl|tcpFlagsIn(p.tcpFlags)))
 	return AcceptEstablished
 }
 
-// recheckLocked makes sure a flow the remote side started is still admitted
-// by rs at now, and reports whether the flow may carry packets. Flows this
-// node started are never rechecked.
-func (f *Filter) recheckLocked(e *flowEntry, now Instant, rs *ruleSet) bool {
-	if e.flags&flagInbound == 0 {
-		return true
+// recheck makes sure a flow (key k, state st) that the remote side started
+// is still admitted by rs at now. It returns the flow's new state and
+// whether the flow may carry packets. Flows this node started are never
+// rechecked.
+func recheck(k *flowKey, st flowState, now Instant, rs *ruleSet) (flowState, bool) {
+	fl := stFlags(st)
+	if fl&flagInbound == 0 {
+		return st, true
 	}
-	if e.gen == rs.gen && (e.expiry == 0 || now.wall < e.expiry) {
-		return e.flags&flagRevoked == 0
+	if rs.current(st, now.wall) {
+		return st, fl&flagRevoked == 0
 	}
-	k := &e.key
-	r, expiry := rs.match(k.v(), k.proto(), k.remote, k.local, k.lport(), now.wall)
-	e.gen = rs.gen
+	r, ref := rs.match(k.v(), k.proto(), k.remote, k.local, k.lport(), now.wall)
 	if r != AcceptRule {
-		e.flags |= flagRevoked
-		e.expiry = 0
-		return false
+		return mkState(fl|flagRevoked, 0, rs.gen), false
 	}
-	e.flags &^= flagRevoked
-	e.expiry = expiry
-	return true
+	return mkState(fl&^flagRevoked, ref, rs.gen), true
 }
 
 // related admits an ICMP error that quotes a packet of a known flow which
@@ -300,8 +376,9 @@ func (f *Filter) related(p *packet, now Instant, rs *ruleSet) Reason {
 	if x < 0 {
 		return reasonNone
 	}
-	e := &s.entries[x]
-	if !f.recheckLocked(e, now, rs) {
+	st, ok := recheck(&k, s.entries[x].state.Load(), now, rs)
+	s.setStateLocked(x, st)
+	if !ok {
 		return DropRevoked
 	}
 	return AcceptRelated
@@ -323,30 +400,60 @@ func (f *Filter) runOut(b []byte, p *packet, now Instant) Reason {
 	}
 	var k flowKey
 	keyOut(p, &k)
-	h := f.flows.hash(&k)
-	s := f.flows.shardFor(h)
+	return f.outKnown(p, &k, f.flows.hash(&k), unsure, now)
+}
+
+// outKnown records outbound packet p of a tracked kind with key k and hash
+// h, given what a lookup of its flow found (see inKnown).
+func (f *Filter) outKnown(p *packet, k *flowKey, h uint64, res lookupResult, now Instant) Reason {
+	ft := f.flows
+	s := ft.shardFor(h)
+	pureSYN := p.kind == kindTCP && p.tcpFlags&(tcpSYN|tcpACK|tcpRST) == tcpSYN
+	if res == unsure {
+		var st flowState
+		var seen int64
+		st, seen, res = s.lookup(k, h)
+		if res == found && passesOut(st, seen, now.mono-ft.tick, now, &f.rules, p.tcpFlags) {
+			return AcceptOutbound
+		}
+	}
+	switch res {
+	case absent:
+		if (p.kind == kindTCP && !pureSYN) || p.kind == kindEchoReply {
+			return AcceptOutboundUntracked
+		}
+	}
+	return f.outLocked(s, k, h, p, pureSYN, now)
+}
+
+// outLocked records an outbound packet of a tracked kind with the shard's
+// lock.
+func (f *Filter) outLocked(s *shard, k *flowKey, h uint64, p *packet, pureSYN bool, now Instant) Reason {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pureSYN := p.kind == kindTCP && p.tcpFlags&(tcpSYN|tcpACK|tcpRST) == tcpSYN
-	x := f.flows.findLocked(s, &k, h, now.mono)
+	x := f.flows.findLocked(s, k, h, now.mono)
 	if x >= 0 {
-		e := &s.entries[x]
+		st := s.entries[x].state.Load()
+		fl := stFlags(st)
 		s.touchLocked(x, now.mono)
-		if pureSYN && (e.closing() || e.flags&flagRevoked != 0) {
+		if pureSYN && (closing(fl) || fl&flagRevoked != 0) {
 			// This node opens a new connection on the ports of an old
 			// one: the flow is now this node's.
-			e.flags, e.gen, e.expiry = 0, 0, 0
+			s.setStateLocked(x, 0)
 			return AcceptOutbound
 		}
 		// Check a flow the remote side started here too, so that its
 		// revocation shows in this node's own packets at once.
-		if !f.recheckLocked(e, now, f.rules.Load()) {
+		st, ok := recheck(k, st, now, f.rules.Load())
+		if !ok {
+			s.setStateLocked(x, st)
 			return AcceptOutboundUntracked
 		}
-		if e.flags&flagInbound != 0 {
-			e.flags |= flagReplied
+		fl = stFlags(st)
+		if fl&flagInbound != 0 {
+			fl |= flagReplied
 		}
-		e.flags |= tcpFlagsOut(p.tcpFlags)
+		s.setStateLocked(x, withFlags(st, fl|tcpFlagsOut(p.tcpFlags)))
 		return AcceptOutbound
 	}
 	// Only the start of an exchange creates a flow: a TCP SYN, an echo
@@ -357,7 +464,7 @@ func (f *Filter) runOut(b []byte, p *packet, now Instant) Reason {
 	if (p.kind == kindTCP && !pureSYN) || p.kind == kindEchoReply {
 		return AcceptOutboundUntracked
 	}
-	s.insertLocked(&k, h, now.mono)
+	s.insertLocked(k, h, now.mono, 0)
 	return AcceptOutbound
 }
 

@@ -1,10 +1,12 @@
 package filter
 
 import (
+	"fmt"
 	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -389,7 +391,6 @@ func TestEmptyFieldsMatchNothing(t *testing.T) {
 	for _, mod := range []func(*wire.FilterRule){
 		func(r *wire.FilterRule) { r.Sources = nil },
 		func(r *wire.FilterRule) { r.Protocols = nil },
-		func(r *wire.FilterRule) { r.Ports = nil },
 	} {
 		r := allowPeer(peer4)
 		mod(&r)
@@ -397,6 +398,61 @@ func TestEmptyFieldsMatchNothing(t *testing.T) {
 		runSteps(t, f, []step{
 			in(tcp(peer4, me4, 1000, 22, tcpSYN), DropNoRule),
 			in(echo(peer4, me4, 1, false), DropNoRule),
+		})
+	}
+}
+
+// TestRulesWithoutPortsAdmitOnlyPortlessProtocols checks the rules the
+// policy compiler sends for an "icmp" target (ICMP and ICMPv6, no Ports):
+// they admit ICMP, while TCP and UDP without ports match nothing - ports
+// are never a wildcard.
+func TestRulesWithoutPortsAdmitOnlyPortlessProtocols(t *testing.T) {
+	rule := func(protos ...wire.Proto) wire.FilterRule {
+		return wire.FilterRule{ID: "no-ports", Sources: prefixes(peer4, peer6), Protocols: protos}
+	}
+	tests := []struct {
+		name  string
+		rule  wire.FilterRule
+		steps []step
+	}{
+		{"icmp only admits echo both ways", rule(wire.ProtoICMP, wire.ProtoICMPv6), []step{
+			in(echo(peer4, me4, 7, false), AcceptRule),
+			out(echo(me4, peer4, 7, true), AcceptOutbound),
+			in(echo(peer4, me4, 7, false), AcceptEstablished),
+			in(echo(peer6, me6, 8, false), AcceptRule),
+			out(echo(me6, peer6, 8, true), AcceptOutbound),
+			in(tcp(peer4, me4, 1000, 22, tcpSYN), DropNoRule),
+			in(udp(peer4, me4, 1000, 53), DropNoRule),
+			in(tcp(peer6, me6, 1000, 22, tcpSYN), DropNoRule),
+			in(echo("100.64.0.9", me4, 7, false), DropNoRule),
+		}},
+		{"icmpv4 only does not admit icmpv6", rule(wire.ProtoICMP), []step{
+			in(echo(peer4, me4, 7, false), AcceptRule),
+			in(echo(peer6, me6, 7, false), DropNoRule),
+		}},
+		{"tcp and udp without ports match nothing", rule(wire.ProtoTCP, wire.ProtoUDP), []step{
+			in(tcp(peer4, me4, 1000, 1, tcpSYN), DropNoRule),
+			in(tcp(peer4, me4, 1000, 65535, tcpSYN), DropNoRule),
+			in(udp(peer4, me4, 1000, 53), DropNoRule),
+			in(tcp(peer6, me6, 1000, 22, tcpSYN), DropNoRule),
+			in(echo(peer4, me4, 7, false), DropNoRule),
+		}},
+		{"mixed rule without ports admits only its icmp", rule(wire.ProtoTCP, wire.ProtoICMP), []step{
+			in(tcp(peer4, me4, 1000, 22, tcpSYN), DropNoRule),
+			in(echo(peer4, me4, 7, false), AcceptRule),
+		}},
+		{"icmp rule with ports ignores them", func() wire.FilterRule {
+			r := rule(wire.ProtoICMP)
+			r.Ports = []wire.PortRange{{First: 22, Last: 22}}
+			return r
+		}(), []step{
+			in(echo(peer4, me4, 7, false), AcceptRule),
+			in(tcp(peer4, me4, 1000, 22, tcpSYN), DropNoRule),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runSteps(t, newTestFilter(t, newFakeClock(), tt.rule), tt.steps)
 		})
 	}
 }
@@ -493,12 +549,22 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 	malformed := est[:30]
 	now := f.Now()
 	var port uint16
+	// The IPv4 and IPv6 fast paths, both ways.
+	f.RunOut(tcp(me4, peer4, 40000, 443, tcpSYN).bytes())
+	f.RunIn(tcp(peer4, me4, 443, 40000, tcpSYN|tcpACK).bytes())
+	est4In, est4Out := tcp(peer4, me4, 443, 40000, tcpACK).bytes(), tcp(me4, peer4, 40000, 443, tcpACK).bytes()
+	f.RunOut(udp(me6, peer6, 5000, 53).bytes())
+	est6In := udp(peer6, me6, 53, 5000).bytes()
+	f.RunIn(est6In)
 	for name, fn := range map[string]func(){
-		"established": func() { f.RunInAt(est, now) },
-		"no match":    func() { f.RunInAt(noMatch, now) },
-		"outbound":    func() { f.RunOutAt(outb, now) },
-		"related":     func() { f.RunInAt(related, now) },
-		"malformed":   func() { f.RunInAt(malformed, now) },
+		"established":      func() { f.RunInAt(est, now) },
+		"fast path in":     func() { f.RunInAt(est4In, now) },
+		"fast path out":    func() { f.RunOutAt(est4Out, now) },
+		"ipv6 established": func() { f.RunInAt(est6In, now) },
+		"no match":         func() { f.RunInAt(noMatch, now) },
+		"outbound":         func() { f.RunOutAt(outb, now) },
+		"related":          func() { f.RunInAt(related, now) },
+		"malformed":        func() { f.RunInAt(malformed, now) },
 		"new flow": func() {
 			port++
 			newFlow[20], newFlow[21] = byte(port>>8), byte(port)
@@ -510,4 +576,115 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 			t.Errorf("%s: %v allocations per packet, want 0", name, n)
 		}
 	}
+}
+
+// TestLockFreeLookupNeverMixesFlows churns a one-shard, 16-flow table
+// (every new flow evicts one, and entries are reused all the time) while
+// other goroutines ask, without the lock, for flows that were never made
+// but whose key words are those of two made flows mixed: remote address
+// of one, ports of another. A lookup that trusted a torn read of a reused
+// entry would admit them. Run with -race.
+func TestLockFreeLookupNeverMixesFlows(t *testing.T) {
+	f := New(Options{FlowCapacity: 16})
+	if err := f.SetRules(nil, self); err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	remote := func(i int) string { return fmt.Sprintf("100.64.1.%d", i) }
+	// Made flows: remote i, this node's port 10000+i. Never made:
+	// remote i, port 10000+j for j != i.
+	var made [n][]byte
+	for i := range n {
+		made[i] = udp(me4, remote(i), uint16(10000+i), 53).bytes()
+	}
+	var probes [][]byte
+	for i := range n {
+		for j := range n {
+			if i != j {
+				probes = append(probes, udp(remote(i), me4, 53, uint16(10000+j)).bytes())
+			}
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.RunOut(made[k%n])
+		}
+	}()
+	deadline := time.Now().Add(500 * time.Millisecond)
+	if testing.Short() {
+		deadline = time.Now().Add(100 * time.Millisecond)
+	}
+	var bad atomic.Value
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; time.Now().Before(deadline); k++ {
+				if _, r := f.RunIn(probes[k%len(probes)]); r != DropNoRule {
+					bad.Store(fmt.Sprintf("probe %d: %v", k%len(probes), r))
+					return
+				}
+			}
+		}()
+	}
+	for time.Now().Before(deadline) && bad.Load() == nil {
+		runtime.Gosched()
+	}
+	close(stop)
+	wg.Wait()
+	if b := bad.Load(); b != nil {
+		t.Fatalf("a flow never made was admitted: %v", b)
+	}
+}
+
+// TestGenerationWrapRechecksFlows makes the rule-set generation wrap its
+// 32 bits (as 2^32 rule changes would) right onto the value an admitted
+// flow was last checked at: the flow must still be checked against the
+// new rules.
+func TestGenerationWrapRechecksFlows(t *testing.T) {
+	f := newTestFilter(t, newFakeClock(), allowPeer(peer4))
+	runSteps(t, f, []step{in(tcp(peer4, me4, 1000, 22, tcpSYN), AcceptRule)})
+	admitted := f.rules.Load().gen
+	f.setMu.Lock()
+	f.gen = 1<<32 - 1 // the next generation's low 32 bits are 0
+	f.setMu.Unlock()
+	for {
+		if err := f.SetRules(nil, self); err != nil {
+			t.Fatal(err)
+		}
+		if uint32(f.rules.Load().gen) == uint32(admitted) {
+			break
+		}
+	}
+	runSteps(t, f, []step{in(tcp(peer4, me4, 1000, 22, tcpACK), DropRevoked)})
+}
+
+// TestBusyFlowOutlivesItsTimeout checks that a flow whose packets come
+// closer together than the last-seen tick (which the packet path then
+// does not write) still counts as busy: it lives far past its idle timeout
+// while packets keep coming, and ends once they stop.
+func TestBusyFlowOutlivesItsTimeout(t *testing.T) {
+	clk := newFakeClock()
+	f := New(Options{Now: clk.Now, Timeouts: Timeouts{UDP: 3 * time.Millisecond}})
+	if err := f.SetRules(nil, self); err != nil {
+		t.Fatal(err)
+	}
+	runSteps(t, f, []step{out(udp(me4, peer4, 5000, 53), AcceptOutbound)})
+	for i := range 100 {
+		clk.Advance(600 * time.Microsecond)
+		if _, r := f.RunIn(udp(peer4, me4, 53, 5000).bytes()); r != AcceptEstablished {
+			t.Fatalf("packet %d, %v after the first: %v", i, time.Duration(i+1)*600*time.Microsecond, r)
+		}
+	}
+	clk.Advance(3*time.Millisecond + time.Nanosecond)
+	runSteps(t, f, []step{in(udp(peer4, me4, 53, 5000), DropNoRule)})
 }

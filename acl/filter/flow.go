@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,26 +61,96 @@ const (
 	flagRST
 )
 
-type flowEntry struct {
-	key  flowKey
-	hash uint64
-	// lastSeen is the monotonic time of the last packet, in nanoseconds
-	// since the Filter was made.
-	lastSeen int64
-	// gen is the rule-set generation an inbound flow was last checked
-	// against; expiry is when the rules that admitted it end (wall clock,
-	// Unix nanoseconds; 0: never).
-	gen    uint64
-	expiry int64
-	// prev and next link the shard's entries from most to least recently
-	// seen; -1 ends the list. next also links the free list.
-	prev, next int32
-	flags      uint8
+// closing reports whether flags fl say a TCP flow has been reset or closed
+// both ways.
+func closing(fl uint8) bool {
+	return fl&flagRST != 0 || fl&(flagFinIn|flagFinOut) == flagFinIn|flagFinOut
 }
 
-// closing reports whether a TCP flow has been reset or closed both ways.
-func (e *flowEntry) closing() bool {
-	return e.flags&flagRST != 0 || e.flags&(flagFinIn|flagFinOut) == flagFinIn|flagFinOut
+// A flow's state is one word, so that a reader without the lock sees the
+// flags, the rule generation and the admitting rule of one moment:
+//
+//	bits  0-7   flags
+//	bits  8-31  ref: 0 if the rules that admitted an inbound flow never end,
+//	            else 1 + the index in the rule set of the admitting rule
+//	            that ends last (refRematch: too many rules to say; match
+//	            again on every packet)
+//	bits 32-63  the low 32 bits of the rule-set generation an inbound flow
+//	            was last checked against
+//
+// ref and gen mean something only for inbound flows, and ref only in the
+// rule set whose generation gen names.
+type flowState = uint64
+
+const refRematch = 1<<24 - 1
+
+func mkState(fl uint8, ref uint32, gen uint64) flowState {
+	return uint64(fl) | uint64(ref&refRematch)<<8 | uint64(uint32(gen))<<32
+}
+
+func stFlags(st flowState) uint8 { return uint8(st) }
+func stRef(st flowState) uint32  { return uint32(st>>8) & refRematch }
+func stGen(st flowState) uint32  { return uint32(st >> 32) }
+
+// withFlags returns st with its flags replaced by fl.
+func withFlags(st flowState, fl uint8) flowState { return st&^0xff | uint64(fl) }
+
+// keyWords returns the words a flow entry stores for k: for IPv6 local.hi,
+// local.lo, remote.hi, remote.lo and meta; for IPv4 (whose addresses fit
+// in 32 bits) 0, local | remote<<32, 0, 0 and meta. The meta word holds
+// the IP version, so the two forms never meet, and an IPv4 key is checked
+// with two words - the same word that its hash starts from.
+func keyWords(k *flowKey) [5]uint64 {
+	if k.v() == 4 {
+		return [5]uint64{0, k.local.lo | k.remote.lo<<32, 0, 0, k.meta}
+	}
+	return [5]uint64{k.local.hi, k.local.lo, k.remote.hi, k.remote.lo, k.meta}
+}
+
+// flowEntry is one flow. The first seven words are read without the lock
+// by the packet path and written (atomically) only with the shard's lock
+// held; the rest is the writers' own. It is exactly one cache line.
+type flowEntry struct {
+	// key holds keyWords of the flow's key.
+	key   [5]atomic.Uint64
+	state atomic.Uint64
+	// seen is the monotonic time of the last packet (in nanoseconds since
+	// the Filter was made), to within the table's tick: the packet path
+	// writes it only when it moved by a tick or more, so that a busy flow
+	// costs no writes.
+	seen atomic.Int64
+
+	// Guarded by the shard's mu:
+	home uint32 // the index slot the key hashes to
+	inc  uint32 // incarnation: bumped every time the entry is reused
+}
+
+// keyIs reports whether e holds key words w.
+func (e *flowEntry) keyIs(w *[5]uint64) bool {
+	return e.key[4].Load() == w[4] && e.key[1].Load() == w[1] && e.key[3].Load() == w[3] &&
+		e.key[2].Load() == w[2] && e.key[0].Load() == w[0]
+}
+
+// flowKeyOf returns the key e holds.
+func (e *flowEntry) flowKeyOf() flowKey {
+	k := flowKey{meta: e.key[4].Load()}
+	if k.v() == 4 {
+		w := e.key[1].Load()
+		k.local.lo, k.remote.lo = w&0xffffffff, w>>32
+		return k
+	}
+	k.local = addr{hi: e.key[0].Load(), lo: e.key[1].Load()}
+	k.remote = addr{hi: e.key[2].Load(), lo: e.key[3].Load()}
+	return k
+}
+
+// storeIfChanged stores v in w unless it already holds it: a load costs
+// far less than an atomic store, and a reused entry mostly keeps its local
+// address, its state and often its remote address.
+func storeIfChanged(w *atomic.Uint64, v uint64) {
+	if w.Load() != v {
+		w.Store(v)
+	}
 }
 
 // Timeouts bound how long an idle flow is remembered.
@@ -104,87 +175,188 @@ func DefaultTimeouts() Timeouts {
 	}
 }
 
+// seenTick is how far a flow's last-seen time may lag behind its last
+// packet: the packet path refreshes it (under the lock) only once it is
+// this old. Idle timeouts are honoured to within it.
+const seenTick = int64(time.Millisecond)
+
 // flowTable is a bounded, sharded table of flows. Each shard is a fixed
 // array of entries with an open-addressing index and an LRU list; when a
 // shard is full its least recently seen flow makes room. Nothing in it
 // allocates after newFlowTable.
+//
+// Readers take no lock: lookup walks the index and reads the entry with
+// atomic loads, and trusts what it read only if the index slot still holds
+// the same word afterwards. Writers hold the shard's lock. A slot word
+// carries the entry's incarnation, so an entry freed and reused for another
+// key while a reader looks at it never passes for the old one; and a
+// removal that moves other keys' slots marks the shard's seq odd while it
+// does, so that a reader can tell a true miss from one it made by looking
+// while keys moved.
 type flowTable struct {
-	seed      [5]uint64
-	shardBits uint
-	shards    []shard
+	// Read by the lock-free path; fixed after newFlowTable.
+	//
+	// index and entries hold every shard's slots and entries: shard i
+	// has slots [i<<slotBits, (i+1)<<slotBits) and a range of entries.
+	// A key's home slot is its hash & indexMask, which also picks its
+	// shard; slot words hold indexes into entries. So a packet finds its
+	// slot and entry from the hash alone, without loading the shard.
+	index     []atomic.Uint64
+	entries   []flowEntry
+	indexMask uint64
+	slotMask  uint64 // a shard's slots: the low slotBits bits
+	slotBits  uint8
+	seed      [3]uint64
+	// hi4 is the part of hash that IPv4 keys, whose high words are 0,
+	// all share.
+	hi4    uint64
+	shards []shard
+	// lru links each shard's entries from most to least recently seen;
+	// -1 ends the list. next also links the free list. Guarded by the
+	// mu of the shard owning the entry.
+	lru []lruLink
 	// timeouts in nanoseconds, indexed by what timeout() picks.
 	tcpEst, tcpTrans, udp, icmp int64
+	// tick is seenTick, or the shortest timeout if that is shorter: a
+	// flow seen less than a tick ago has certainly not timed out.
+	tick int64
 }
 
+// Index slot words: the entry index in the low slotIdxBits bits, then the
+// entry's incarnation, then a tag from the key's hash with the top bit
+// set. 0 is an empty slot. w>>slotTagShift == slotTag(h) says whether
+// slot word w may hold a key whose hash is h.
+const (
+	slotIdxBits  = 24
+	slotIdxMask  = 1<<slotIdxBits - 1
+	slotIncBits  = 16
+	slotIncMask  = 1<<slotIncBits - 1
+	slotTagShift = slotIdxBits + slotIncBits
+	slotTagBits  = 64 - slotTagShift
+
+	// maxFlowCapacity is the largest table newFlowTable builds.
+	maxFlowCapacity = slotIdxMask - maxShards
+)
+
+// slotTag takes the tag from the top bits of the hash; the slot comes from
+// the low ones (fewer than 32).
+func slotTag(h uint64) uint64 { return 1<<(slotTagBits-1) | h>>(64-slotTagBits+1) }
+
+func slotWord(x int32, inc uint32, h uint64) uint64 {
+	return uint64(x) | uint64(inc&slotIncMask)<<slotIdxBits | slotTag(h)<<slotTagShift
+}
+
+// slotEntry returns the entry index slot word w (not empty) holds.
+func slotEntry(w uint64) int32 { return int32(w & slotIdxMask) }
+
+// slotEntryIndex is slotEntry as an unsigned index.
+func slotEntryIndex(w uint64) uint64 { return w & slotIdxMask }
+
+type lruLink struct{ prev, next int32 }
+
+// shard is one lock's worth of the table. Entry indexes (x) are indexes
+// into the table's entries, which entries and lru here share; the shard
+// owns entries [first, end).
 type shard struct {
+	// Read without the lock; fixed after newFlowTable but for seq.
+	index   []atomic.Uint64 // this shard's slots; at least twice its entries
+	entries []flowEntry
+	mask    uint64
+	// seq is odd while removeLocked moves index slots, and counts such
+	// moves. Written with mu held.
+	seq atomic.Uint64
+
+	// The fields above fill one cache line, read by every packet; the
+	// ones below, written by every insert, fill another.
+
 	mu sync.Mutex
 	// Guarded by mu:
-	entries []flowEntry
-	// index maps hash slots to entry index + 1; 0 is an empty slot. It is
-	// at least twice as long as entries, so probes stay short.
-	index      []int32
-	mask       uint64
+	lru        []lruLink
 	head, tail int32 // LRU ends, -1 when empty
 	free       int32 // free-list head, -1 when empty
-	// fresh counts entries ever used; entries[fresh:] have never been
-	// touched, so an idle table costs address space, not memory.
-	fresh int32
-	n     int
-
-	_ [64]byte // keep neighbouring shards' locks off one cache line
+	// fresh is the next entry never used; entries[fresh:end] have never
+	// been touched, so an idle table costs address space, not memory.
+	fresh      int32
+	first, end int32
+	n          int
 }
 
 const maxShards = 64
 
 func newFlowTable(capacity int, t Timeouts) *flowTable {
+	capacity = min(capacity, maxFlowCapacity)
 	nShards := maxShards
 	for nShards > 1 && capacity/nShards < 16 {
 		nShards /= 2
 	}
 	per := max(1, (capacity+nShards-1)/nShards)
+	slotBits := bits.Len(uint(per*2 - 1))
 	ft := &flowTable{
-		seed:      [5]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64()},
-		shardBits: uint(bits.TrailingZeros(uint(nShards))),
+		index:     make([]atomic.Uint64, nShards<<slotBits),
+		entries:   make([]flowEntry, nShards*per),
+		indexMask: uint64(nShards<<slotBits - 1),
+		slotMask:  uint64(1<<slotBits - 1),
+		slotBits:  uint8(slotBits),
+		seed:      [3]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64()},
 		shards:    make([]shard, nShards),
+		lru:       make([]lruLink, nShards*per),
 		tcpEst:    int64(t.TCPEstablished),
 		tcpTrans:  int64(t.TCPTransitory),
 		udp:       int64(t.UDP),
 		icmp:      int64(t.ICMP),
 	}
-	slots := 1 << bits.Len(uint(per*2-1))
+	ft.hi4 = ft.hiHash(0, 0)
+	ft.tick = min(seenTick, ft.tcpEst, ft.tcpTrans, ft.udp, ft.icmp)
 	for i := range ft.shards {
 		s := &ft.shards[i]
-		s.entries = make([]flowEntry, per)
-		s.index = make([]int32, slots)
-		s.mask = uint64(slots - 1)
+		s.index = ft.index[i<<slotBits : (i+1)<<slotBits]
+		s.entries = ft.entries
+		s.lru = ft.lru
+		s.mask = uint64(1<<slotBits - 1)
+		s.first = int32(i * per)
+		s.end = s.first + int32(per)
+		s.fresh = s.first
 		s.head, s.tail, s.free = -1, -1, -1
 	}
 	return ft
 }
 
 // hash mixes the key with per-table random seeds, so a peer cannot aim
-// its flows at one probe chain. Two independent 128-bit multiplies keep the
-// dependency chain short.
+// its flows at one probe chain. The high address words (0 for IPv4) are
+// mixed apart, so an IPv4 key costs one 128-bit multiply on the packet's
+// critical path.
 func (ft *flowTable) hash(k *flowKey) uint64 {
-	a := mix(k.local.lo^ft.seed[0], k.remote.lo^ft.seed[1])
-	b := mix(k.local.hi^ft.seed[2], k.remote.hi^ft.seed[3])
-	return mix(a^k.meta, b^ft.seed[4])
+	return ft.loHash(k.local.lo, k.remote.lo, k.meta, ft.hiHash(k.local.hi, k.remote.hi))
 }
+
+func (ft *flowTable) hiHash(local, remote uint64) uint64 {
+	return mix(local^ft.seed[0], remote^ft.seed[1])
+}
+
+func (ft *flowTable) loHash(local, remote, meta, hi uint64) uint64 {
+	return mix(local^bits.RotateLeft64(remote, 32)^hi, meta^ft.seed[2])
+}
+
+// hash4 is hash for an IPv4 key whose key word (see keyWords) is kw.
+func (ft *flowTable) hash4(kw, meta uint64) uint64 { return mix(kw^ft.hi4, meta^ft.seed[2]) }
 
 func mix(a, b uint64) uint64 {
 	hi, lo := bits.Mul64(a, b)
 	return hi ^ lo
 }
 
-func (ft *flowTable) shardFor(h uint64) *shard {
-	return &ft.shards[h>>(64-ft.shardBits)&(uint64(len(ft.shards))-1)]
-}
+func (ft *flowTable) shardOf(h uint64) uint64 { return h & ft.indexMask >> (ft.slotBits & 63) }
 
-// timeout returns how long e may stay idle.
-func (ft *flowTable) timeout(e *flowEntry) int64 {
-	switch e.key.proto() {
+func (ft *flowTable) shardFor(h uint64) *shard { return &ft.shards[ft.shardOf(h)] }
+
+// timeout returns how long a flow with key k and flags fl may stay idle.
+func (ft *flowTable) timeout(k *flowKey, fl uint8) int64 { return ft.timeoutOf(k.meta, fl) }
+
+// timeoutOf is timeout for a key whose meta word is meta.
+func (ft *flowTable) timeoutOf(meta uint64, fl uint8) int64 {
+	switch uint8(meta >> 32) {
 	case protoTCP:
-		if e.flags&flagReplied != 0 && !e.closing() {
+		if fl&flagReplied != 0 && !closing(fl) {
 			return ft.tcpEst
 		}
 		return ft.tcpTrans
@@ -194,55 +366,161 @@ func (ft *flowTable) timeout(e *flowEntry) int64 {
 	return ft.icmp
 }
 
+// probe finishes a lock-free lookup whose home slot i held w, which does
+// not carry tag tag. It returns the slot and word of the next candidate
+// with that tag (the caller checks its key), or a zero word and whether
+// that proves the key absent (see shard.lookup): an empty home slot does;
+// else the walk starts again at home after reading the shard's seq (a key
+// shifted into the home slot meanwhile must not be missed) and counts only
+// if seq shows no shifting meanwhile.
+func (ft *flowTable) probe(i, w, tag uint64) (slot, word uint64, missing bool) {
+	if w == 0 {
+		return i, 0, true
+	}
+	s := &ft.shards[i>>(ft.slotBits&63)]
+	q := s.seq.Load()
+	for range 16 {
+		w = ft.index[i].Load()
+		if w == 0 {
+			return i, 0, q&1 == 0 && s.seq.Load() == q
+		}
+		if w>>slotTagShift == tag {
+			return i, w, false
+		}
+		i = i&^ft.slotMask | (i+1)&ft.slotMask
+	}
+	return i, 0, false
+}
+
+// lookupResult says what lookup found.
+type lookupResult uint8
+
+const (
+	// absent: the key was in the table at no moment during the lookup.
+	absent lookupResult = iota
+	// found: st and seen are one consistent reading of the key's entry.
+	found
+	// unsure: the table changed under the lookup; ask again with the lock.
+	unsure
+)
+
+// lookup finds k (whose hash is h) in shard s without taking its lock. It
+// does not check timeouts.
+//
+// An empty home slot proves k absent: removeLocked never empties a slot
+// in the middle of a probe chain, only the hole its shifting leaves at the
+// end. A longer walk may step over a key that a removal shifts back behind
+// it, so its miss counts only if seq shows no such shifting meanwhile.
+func (s *shard) lookup(k *flowKey, h uint64) (st flowState, seen int64, res lookupResult) {
+	kw := keyWords(k)
+	q := s.seq.Load()
+	tag := slotTag(h)
+	mask := s.mask
+	i := h & mask
+	for n := range len(s.index) {
+		w := s.index[i].Load()
+		if w == 0 {
+			if n > 0 && (q&1 != 0 || s.seq.Load() != q) {
+				return 0, 0, unsure
+			}
+			return 0, 0, absent
+		}
+		if w>>slotTagShift == tag {
+			e := &s.entries[slotEntry(w)]
+			if e.keyIs(&kw) {
+				st, seen = e.state.Load(), e.seen.Load()
+				if s.index[i].Load() != w {
+					return 0, 0, unsure
+				}
+				return st, seen, found
+			}
+		}
+		i = (i + 1) & mask
+	}
+	return 0, 0, unsure
+}
+
 // findLocked returns the index of the live entry for k, or -1. An entry
 // that timed out is removed and not returned.
 func (ft *flowTable) findLocked(s *shard, k *flowKey, h uint64, now int64) int32 {
+	kw := keyWords(k)
+	return ft.findWordsLocked(s, &kw, h, now)
+}
+
+// findWordsLocked is findLocked for the key with key words kw.
+func (ft *flowTable) findWordsLocked(s *shard, kw *[5]uint64, h uint64, now int64) int32 {
+	tag := slotTag(h)
 	for i := h & s.mask; ; i = (i + 1) & s.mask {
-		x := s.index[i]
-		if x == 0 {
+		w := s.index[i].Load()
+		if w == 0 {
 			return -1
 		}
-		e := &s.entries[x-1]
-		if e.hash == h && e.key == *k {
-			if now-e.lastSeen > ft.timeout(e) {
-				s.removeLocked(x - 1)
+		if w>>slotTagShift != tag {
+			continue
+		}
+		x := slotEntry(w)
+		e := &s.entries[x]
+		if e.keyIs(kw) {
+			if now-e.seen.Load() > ft.timeoutOf(kw[4], stFlags(e.state.Load())) {
+				s.removeLocked(x)
 				return -1
 			}
-			return x - 1
+			return x
 		}
 	}
 }
 
-// insertLocked adds a fresh entry for k, evicting the least recently seen
-// flow if the shard is full, and returns its index. k must not be present.
-func (s *shard) insertLocked(k *flowKey, h uint64, now int64) int32 {
+// insertLocked adds an entry for k with state st, evicting the least
+// recently seen flow if the shard is full, and returns its index. k must
+// not be present.
+func (s *shard) insertLocked(k *flowKey, h uint64, now int64, st flowState) int32 {
+	kw := keyWords(k)
+	return s.insertWordsLocked(&kw, h, now, st)
+}
+
+// insertWordsLocked is insertLocked for the key with key words w.
+func (s *shard) insertWordsLocked(w *[5]uint64, h uint64, now int64, st flowState) int32 {
 	var x int32
 	switch {
 	case s.free >= 0:
 		x = s.free
-		s.free = s.entries[x].next
-	case int(s.fresh) < len(s.entries):
+		s.free = s.lru[x].next
+	case s.fresh < s.end:
 		x = s.fresh
 		s.fresh++
 	default:
 		x = s.tail
 		s.removeLocked(x)
-		s.free = s.entries[x].next
+		s.free = s.lru[x].next
 	}
+	// The entry is in no index slot now, so no reader can trust what it
+	// reads of it until the slot word below publishes it.
 	e := &s.entries[x]
-	*e = flowEntry{key: *k, hash: h, lastSeen: now, prev: -1, next: s.head}
+	storeIfChanged(&e.key[0], w[0])
+	storeIfChanged(&e.key[1], w[1])
+	storeIfChanged(&e.key[2], w[2])
+	storeIfChanged(&e.key[3], w[3])
+	storeIfChanged(&e.key[4], w[4])
+	storeIfChanged(&e.state, st)
+	if e.seen.Load() != now {
+		e.seen.Store(now)
+	}
+	e.inc++
+	e.home = uint32(h & s.mask)
+
+	s.lru[x] = lruLink{prev: -1, next: s.head}
 	if s.head >= 0 {
-		s.entries[s.head].prev = x
+		s.lru[s.head].prev = x
 	}
 	s.head = x
 	if s.tail < 0 {
 		s.tail = x
 	}
 	i := h & s.mask
-	for s.index[i] != 0 {
+	for s.index[i].Load() != 0 {
 		i = (i + 1) & s.mask
 	}
-	s.index[i] = x + 1
+	s.index[i].Store(slotWord(x, e.inc, h))
 	s.n++
 	return x
 }
@@ -250,30 +528,35 @@ func (s *shard) insertLocked(k *flowKey, h uint64, now int64) int32 {
 // touchLocked records a packet on entry x at now.
 func (s *shard) touchLocked(x int32, now int64) {
 	e := &s.entries[x]
-	e.lastSeen = now
+	if now > e.seen.Load() {
+		e.seen.Store(now)
+	}
 	if s.head == x {
 		return
 	}
 	s.unlinkLocked(x)
-	e.prev, e.next = -1, s.head
-	s.entries[s.head].prev = x
+	s.lru[x] = lruLink{prev: -1, next: s.head}
+	s.lru[s.head].prev = x
 	s.head = x
 	if s.tail < 0 {
 		s.tail = x
 	}
 }
 
+// setStateLocked stores st as entry x's state.
+func (s *shard) setStateLocked(x int32, st flowState) { storeIfChanged(&s.entries[x].state, st) }
+
 func (s *shard) unlinkLocked(x int32) {
-	e := &s.entries[x]
-	if e.prev >= 0 {
-		s.entries[e.prev].next = e.next
+	l := &s.lru[x]
+	if l.prev >= 0 {
+		s.lru[l.prev].next = l.next
 	} else {
-		s.head = e.next
+		s.head = l.next
 	}
-	if e.next >= 0 {
-		s.entries[e.next].prev = e.prev
+	if l.next >= 0 {
+		s.lru[l.next].prev = l.prev
 	} else {
-		s.tail = e.prev
+		s.tail = l.prev
 	}
 }
 
@@ -281,29 +564,37 @@ func (s *shard) unlinkLocked(x int32) {
 // so that no tombstones are needed), the LRU list, and returns it to the
 // free list.
 func (s *shard) removeLocked(x int32) {
-	e := &s.entries[x]
-	i := e.hash & s.mask
-	for s.index[i] != x+1 {
+	i := uint64(s.entries[x].home)
+	for w := s.index[i].Load(); w == 0 || slotEntry(w) != x; w = s.index[i].Load() {
 		i = (i + 1) & s.mask
 	}
+	moved := false
 	for j := i; ; {
 		j = (j + 1) & s.mask
-		y := s.index[j]
+		y := s.index[j].Load()
 		if y == 0 {
 			break
 		}
-		home := s.entries[y-1].hash & s.mask
+		home := uint64(s.entries[slotEntry(y)].home)
 		// The entry at j may move to the hole at i unless its home slot
 		// lies cyclically in (i, j].
 		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
-			s.index[i] = y
+			if !moved {
+				// A reader walking the probe chain now could step over
+				// the moving key; seq tells it so.
+				s.seq.Add(1)
+				moved = true
+			}
+			s.index[i].Store(y)
 			i = j
 		}
 	}
-	s.index[i] = 0
+	s.index[i].Store(0)
+	if moved {
+		s.seq.Add(1)
+	}
 	s.unlinkLocked(x)
-	e.flags = 0
-	e.next = s.free
+	s.lru[x].next = s.free
 	s.free = x
 	s.n--
 }
@@ -318,4 +609,22 @@ func (ft *flowTable) len() int {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// forgetGens clears the rule-set generation of every inbound flow, so that
+// each is checked against the rules again before its next packet passes.
+// SetRules calls it when the 32-bit generation a flow's state holds wraps
+// around, so that an old generation can never pass for the current one.
+func (ft *flowTable) forgetGens() {
+	for i := range ft.shards {
+		s := &ft.shards[i]
+		s.mu.Lock()
+		for x := s.head; x >= 0; x = s.lru[x].next {
+			st := s.entries[x].state.Load()
+			if stFlags(st)&flagInbound != 0 {
+				s.setStateLocked(x, st&(1<<32-1))
+			}
+		}
+		s.mu.Unlock()
+	}
 }

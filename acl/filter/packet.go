@@ -69,9 +69,12 @@ func (a addr) less(b addr) bool { return a.hi < b.hi || (a.hi == b.hi && a.lo < 
 // packet is the parsed view of one IP packet. It lives on the stack.
 type packet struct {
 	src, dst addr
+	// v and proto are not neighbours on purpose: parse stores them one
+	// byte at a time, and the compiler would read two neighbours as one
+	// 16-bit word, which stalls store forwarding.
 	v        uint8 // 4 or 6
-	proto    uint8
 	kind     kind
+	proto    uint8
 	tcpFlags uint8
 	// srcPort and dstPort are the TCP or UDP ports. For echo messages the
 	// identifier sits on the requester's side: a request has srcPort = id

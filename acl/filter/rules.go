@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
-	"sort"
 
 	"github.com/latchnet/latch/wire"
 )
@@ -14,61 +14,132 @@ import (
 // ruleSet is an immutable compiled rule set. The filter swaps whole rule
 // sets atomically; nothing in one changes after compile returns.
 type ruleSet struct {
-	// gen numbers the rule sets of one Filter, starting at 1. A flow
-	// admitted under an older gen is checked again before it may pass.
+	// gen numbers the rule sets of one Filter, starting at 1; its low 32
+	// bits are never 0. A flow admitted under an older gen is checked
+	// again before it may pass.
 	gen uint64
 
 	rules []compiledRule
+	// ends[ref] is when the flows whose state names ref must be checked
+	// again (see flowState): never (MaxInt64) for 0, else the rule's
+	// expiry. It has no entry for refRematch.
+	ends []int64
 
-	// Source index, per family: sorted interval starts, and for each
-	// interval the list of rules whose Sources cover it (-1: none).
-	// Interval i runs from starts[i] up to starts[i+1].
-	starts4 []uint32
-	lists4  []int32
-	starts6 []addr
-	lists6  []int32
-	// listOff[l]:listOff[l+1] is the span of ruleIdx holding list l.
-	listOff []uint32
-	ruleIdx []uint32
+	// Source index: which rules' Sources contain an address. Each family
+	// has a hash table of the single addresses (/32, /128) that rules name,
+	// and a table of disjoint intervals for the wider prefixes; both give a
+	// rule list (-1: none), and an address's entry in the hash table
+	// already includes the rules whose wider prefixes cover it.
+	src4 srcIndex4
+	src6 srcIndex6
+	// lists holds the rule lists that are longer than one rule, each as
+	// its length followed by its rule indexes (see listRef).
+	lists []uint32
 
-	// self holds this node's addresses; inbound packets to anything else
-	// never start a flow.
-	self []selfPrefix
+	// self4 and self6 hold this node's addresses; inbound packets to
+	// anything else never start a flow.
+	self4 []selfRange4
+	self6 []selfRange6
+}
+
+// listRef names a sorted list of rule indexes in a ruleSet: noList for none,
+// singleRule|i for rule i alone (the common case: one source, one rule, so
+// a lookup goes straight to the rule), else 1 + the offset in lists of the
+// list's length.
+type listRef uint32
+
+const (
+	noList     listRef = 0
+	singleRule listRef = 1 << 31
+)
+
+// listOf returns the rules of list l, given storage for one rule.
+func (rs *ruleSet) listOf(l listRef, one *[1]uint32) []uint32 {
+	switch {
+	case l == noList:
+		return nil
+	case l&singleRule != 0:
+		one[0] = uint32(l &^ singleRule)
+		return one[:]
+	}
+	off := uint32(l)
+	return rs.lists[off : off+rs.lists[off-1]]
 }
 
 type compiledRule struct {
-	id     string
-	protos protoSet
-	// ports is sorted and merged; it is never empty (a rule with no ports
-	// matches nothing and is not compiled at all).
-	ports []wire.PortRange
+	// The fields match reads for every rule come first.
+
+	// common has protoBit(p) set for each of TCP, UDP, ICMP and ICMPv6
+	// the rule admits; protos has every protocol it admits.
+	common uint8
+	// first is ports[0], or an empty range if there are no ports.
+	first wire.PortRange
 	// expiry is the rule's end in Unix nanoseconds on the wall clock; 0
 	// means it never ends.
 	expiry int64
+	protos protoSet
+	// ports is sorted and merged. It is empty only if protos holds
+	// neither TCP nor UDP: ports matter for those two alone, and a rule
+	// without ports admits neither.
+	ports []wire.PortRange
+	id    string
+}
+
+// protoBit returns the bit of compiledRule.common for protocol p, or 0 for
+// protocols that only protos holds.
+func protoBit(p uint8) uint8 {
+	switch p {
+	case protoTCP:
+		return 1
+	case protoUDP:
+		return 2
+	case protoICMP:
+		return 4
+	case protoICMPv6:
+		return 8
+	}
+	return 0
+}
+
+// admits reports whether cr admits protocol proto (with bit pb =
+// protoBit(proto)) to destination port dport; ported says whether proto
+// has ports.
+func (cr *compiledRule) admits(proto, pb uint8, ported bool, dport uint16) bool {
+	if pb == 0 {
+		return cr.protos.has(proto)
+	}
+	if cr.common&pb == 0 {
+		return false
+	}
+	return !ported || (dport >= cr.first.First && dport <= cr.first.Last) || (len(cr.ports) > 1 && hasPort(cr.ports[1:], dport))
 }
 
 type protoSet [4]uint64
 
 func (s *protoSet) add(p uint8)      { s[p>>6] |= 1 << (p & 63) }
+func (s *protoSet) del(p uint8)      { s[p>>6] &^= 1 << (p & 63) }
 func (s *protoSet) has(p uint8) bool { return s[p>>6]&(1<<(p&63)) != 0 }
 func (s *protoSet) empty() bool      { return *s == protoSet{} }
+
+// hasPort reports whether sorted, merged ranges rs hold port p.
 func hasPort(rs []wire.PortRange, p uint16) bool {
-	if len(rs) <= 8 {
-		for _, r := range rs {
-			if p >= r.First && p <= r.Last {
-				return true
-			}
+	// The first range whose Last >= p is the only one that may hold p.
+	lo, hi := 0, len(rs)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if rs[m].Last < p {
+			lo = m + 1
+		} else {
+			hi = m
 		}
-		return false
 	}
-	i := sort.Search(len(rs), func(i int) bool { return rs[i].Last >= p })
-	return i < len(rs) && rs[i].First <= p
+	return lo < len(rs) && rs[lo].First <= p
 }
 
-type selfPrefix struct {
-	v      uint8
-	lo, hi addr // inclusive range
-}
+// selfRange4 and selfRange6 are inclusive address ranges.
+type selfRange4 struct{ lo, hi uint32 }
+
+type selfRange6 struct{ lo, hi addr }
 
 // rejectedProto explains why a protocol cannot appear in a rule, or
 // returns "" if it can.
@@ -88,8 +159,10 @@ func rejectedProto(p wire.Proto) string {
 
 // compile turns rules into a ruleSet. Invalid rules are left out - a bad
 // rule never widens what passes - and described in the returned error;
-// the rule set is usable either way. A rule with no Sources, Protocols or
-// Ports matches nothing and is left out without an error. Rules that have
+// the rule set is usable either way. A rule with no Sources or Protocols
+// matches nothing and is left out without an error, and so is one without
+// Ports whose protocols are only TCP and UDP (ports matter for those two
+// alone: a rule naming ICMP and no ports admits ICMP). Rules that have
 // already expired stay in, so that packets they would have matched get the
 // reason DropExpired.
 func compile(rules []wire.FilterRule, self []netip.Prefix) (*ruleSet, error) {
@@ -100,7 +173,12 @@ func compile(rules []wire.FilterRule, self []netip.Prefix) (*ruleSet, error) {
 			errs = append(errs, fmt.Errorf("self address %v: invalid prefix", p))
 			continue
 		}
-		rs.self = append(rs.self, toSelf(p.Masked()))
+		first, last := prefixRange(p.Masked())
+		if p.Addr().Is4() {
+			rs.self4 = append(rs.self4, selfRange4{uint32(first.lo), uint32(last.lo)})
+		} else {
+			rs.self6 = append(rs.self6, selfRange6{first, last})
+		}
 	}
 
 	type span struct {
@@ -109,6 +187,8 @@ func compile(rules []wire.FilterRule, self []netip.Prefix) (*ruleSet, error) {
 		rule       uint32
 	}
 	var spans4, spans6 []span
+	exact4 := map[uint32][]uint32{}
+	exact6 := map[addr][]uint32{}
 	for i := range rules {
 		r := &rules[i]
 		cr, err := compileRule(r)
@@ -123,6 +203,16 @@ func compile(rules []wire.FilterRule, self []netip.Prefix) (*ruleSet, error) {
 		rs.rules = append(rs.rules, *cr)
 		for _, p := range r.Sources {
 			p = p.Masked()
+			switch {
+			case p.Bits() == 32 && p.Addr().Is4():
+				a := uint32(addrFrom(p.Addr()).lo)
+				exact4[a] = append(exact4[a], idx)
+				continue
+			case p.Bits() == 128:
+				a := addrFrom(p.Addr())
+				exact6[a] = append(exact6[a], idx)
+				continue
+			}
 			first, last := prefixRange(p)
 			s := span{start: first, rule: idx}
 			s.end, s.endless = next(last, p.Addr().Is4())
@@ -136,27 +226,29 @@ func compile(rules []wire.FilterRule, self []netip.Prefix) (*ruleSet, error) {
 
 	// Sweep each family's spans into disjoint intervals, each carrying
 	// the sorted list of rules covering it. Identical lists are shared.
-	lists := map[string]int32{}
-	rs.listOff = []uint32{0}
-	intern := func(active []uint32) int32 {
-		if len(active) == 0 {
-			return -1
+	interned := map[string]listRef{}
+	intern := func(active []uint32) listRef {
+		switch len(active) {
+		case 0:
+			return noList
+		case 1:
+			return singleRule | listRef(active[0])
 		}
 		kb := make([]byte, 0, 4*len(active))
 		for _, a := range active {
 			kb = binary.LittleEndian.AppendUint32(kb, a)
 		}
 		k := string(kb)
-		if id, ok := lists[k]; ok {
-			return id
+		if l, ok := interned[k]; ok {
+			return l
 		}
-		id := int32(len(rs.listOff) - 1)
-		lists[k] = id
-		rs.ruleIdx = append(rs.ruleIdx, active...)
-		rs.listOff = append(rs.listOff, uint32(len(rs.ruleIdx)))
-		return id
+		rs.lists = append(rs.lists, uint32(len(active)))
+		l := listRef(len(rs.lists))
+		rs.lists = append(rs.lists, active...)
+		interned[k] = l
+		return l
 	}
-	sweep := func(spans []span) (starts []addr, ids []int32) {
+	sweep := func(spans []span) (starts []addr, ids []listRef) {
 		type event struct {
 			at    addr
 			delta int
@@ -182,7 +274,7 @@ func compile(rules []wire.FilterRule, self []netip.Prefix) (*ruleSet, error) {
 		var active []uint32
 		// Address zero always starts an interval, so lookups never fall
 		// before the first start.
-		starts, ids = []addr{{}}, []int32{-1}
+		starts, ids = []addr{{}}, []listRef{noList}
 		for i := 0; i < len(evs); {
 			at := evs[i].at
 			for ; i < len(evs) && evs[i].at == at; i++ {
@@ -209,12 +301,29 @@ func compile(rules []wire.FilterRule, self []netip.Prefix) (*ruleSet, error) {
 		return starts, ids
 	}
 	starts4, lists4 := sweep(spans4)
-	rs.starts4 = make([]uint32, len(starts4))
-	for i, a := range starts4 {
-		rs.starts4[i] = uint32(a.lo)
+	starts6, lists6 := sweep(spans6)
+	// union returns the list of the rules in list l and in more.
+	union := func(l listRef, more []uint32) listRef {
+		var one [1]uint32
+		all := append(slices.Clone(rs.listOf(l, &one)), more...)
+		slices.Sort(all)
+		return intern(slices.Compact(all))
 	}
-	rs.lists4 = lists4
-	rs.starts6, rs.lists6 = sweep(spans6)
+	s4 := make([]uint32, len(starts4))
+	for i, a := range starts4 {
+		s4[i] = uint32(a.lo)
+	}
+	rs.ends = make([]int64, 1, min(len(rs.rules), refRematch-1)+1)
+	rs.ends[0] = math.MaxInt64
+	for i := range cap(rs.ends) - 1 {
+		e := rs.rules[i].expiry
+		if e == 0 {
+			e = math.MaxInt64
+		}
+		rs.ends = append(rs.ends, e)
+	}
+	rs.src4 = newSrcIndex4(s4, lists4, exact4, union)
+	rs.src6 = newSrcIndex6(starts6, lists6, exact6, union)
 	return rs, errors.Join(errs...)
 }
 
@@ -246,10 +355,25 @@ func compileRule(r *wire.FilterRule) (*compiledRule, error) {
 			cr.expiry = -1
 		}
 	}
-	if len(r.Sources) == 0 || cr.protos.empty() || len(r.Ports) == 0 {
+	if len(r.Ports) == 0 {
+		// No wildcard: without ports a rule admits no TCP or UDP at all.
+		cr.protos.del(protoTCP)
+		cr.protos.del(protoUDP)
+	}
+	if len(r.Sources) == 0 || cr.protos.empty() {
 		return nil, nil
 	}
-	cr.ports = mergePorts(r.Ports)
+	if len(r.Ports) > 0 {
+		cr.ports = mergePorts(r.Ports)
+		cr.first = cr.ports[0]
+	} else {
+		cr.first = wire.PortRange{First: 1, Last: 0}
+	}
+	for _, p := range []uint8{protoTCP, protoUDP, protoICMP, protoICMPv6} {
+		if cr.protos.has(p) {
+			cr.common |= protoBit(p)
+		}
+	}
 	return cr, nil
 }
 
@@ -309,77 +433,96 @@ func next(a addr, is4 bool) (addr, bool) {
 	return addr{hi: a.hi, lo: a.lo + 1}, false
 }
 
-func toSelf(p netip.Prefix) selfPrefix {
-	first, last := prefixRange(p)
-	v := uint8(6)
-	if p.Addr().Is4() {
-		v = 4
-	}
-	return selfPrefix{v: v, lo: first, hi: last}
-}
-
 // isSelf reports whether a (of family v) is one of this node's addresses.
 func (rs *ruleSet) isSelf(v uint8, a addr) bool {
-	for i := range rs.self {
-		s := &rs.self[i]
-		if s.v == v && !a.less(s.lo) && !s.hi.less(a) {
+	if v == 4 {
+		x := uint32(a.lo)
+		for _, r := range rs.self4 {
+			if x >= r.lo && x <= r.hi {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range rs.self6 {
+		r := &rs.self6[i]
+		if !a.less(r.lo) && !r.hi.less(a) {
 			return true
 		}
 	}
 	return false
 }
 
-// sources returns the rules whose Sources contain a (of family v), in
-// rule order. It does not allocate.
-func (rs *ruleSet) sources(v uint8, a addr) []uint32 {
-	var id int32
+// sources returns the list of the rules whose Sources contain a (of
+// family v).
+func (rs *ruleSet) sources(v uint8, a addr) listRef {
 	if v == 4 {
-		x := uint32(a.lo)
-		s := rs.starts4
-		// Largest i with s[i] <= x; s[0] == 0 so one always exists.
-		lo, hi := 0, len(s)
-		for hi-lo > 1 {
-			m := int(uint(lo+hi) >> 1)
-			if s[m] <= x {
-				lo = m
-			} else {
-				hi = m
-			}
-		}
-		id = rs.lists4[lo]
-	} else {
-		s := rs.starts6
-		lo, hi := 0, len(s)
-		for hi-lo > 1 {
-			m := int(uint(lo+hi) >> 1)
-			if !a.less(s[m]) {
-				lo = m
-			} else {
-				hi = m
-			}
-		}
-		id = rs.lists6[lo]
+		return rs.src4.lookup(uint32(a.lo))
 	}
-	if id < 0 {
-		return nil
-	}
-	return rs.ruleIdx[rs.listOff[id]:rs.listOff[id+1]]
+	return rs.src6.lookup(a)
 }
 
 // match decides whether a packet of family v and protocol proto from src
 // to dst (destination port dport, used for TCP and UDP only) may start a
-// flow at wall-clock time wall (Unix nanoseconds). On AcceptRule, expiry
-// is when the admitting rules end (0: never); the flow must be checked
-// again then.
-func (rs *ruleSet) match(v, proto uint8, src, dst addr, dport uint16, wall int64) (r Reason, expiry int64) {
-	if !rs.isSelf(v, dst) {
-		return DropNotLocal, 0
+// flow at wall-clock time wall (Unix nanoseconds). On AcceptRule, ref names
+// the admitting rule that ends last (see flowState): 0 if one never ends,
+// else 1 + its index; the flow must be checked again when it ends.
+//
+// It is written flat (no calls on the common path): it is most of what a
+// new flow costs.
+func (rs *ruleSet) match(v, proto uint8, src, dst addr, dport uint16, wall int64) (r Reason, ref uint32) {
+	var l listRef
+	if v == 4 {
+		d := uint32(dst.lo)
+		self := false
+		for _, s := range rs.self4 {
+			if d >= s.lo && d <= s.hi {
+				self = true
+				break
+			}
+		}
+		if !self {
+			return DropNotLocal, 0
+		}
+		l = rs.src4.lookup(uint32(src.lo))
+	} else {
+		if !rs.isSelf(v, dst) {
+			return DropNotLocal, 0
+		}
+		l = rs.src6.lookup(src)
+	}
+	if l == noList {
+		return DropNoRule, 0
+	}
+	pb := protoBit(proto)
+	ported := pb&3 != 0 // TCP or UDP
+	if l&singleRule != 0 {
+		i := uint32(l &^ singleRule)
+		cr := &rs.rules[i]
+		switch {
+		case pb == 0:
+			if !cr.protos.has(proto) {
+				return DropNoRule, 0
+			}
+		case cr.common&pb == 0:
+			return DropNoRule, 0
+		case ported && (dport < cr.first.First || dport > cr.first.Last) && !(len(cr.ports) > 1 && hasPort(cr.ports[1:], dport)):
+			return DropNoRule, 0
+		}
+		switch {
+		case cr.expiry == 0:
+			return AcceptRule, 0
+		case wall < cr.expiry:
+			return AcceptRule, min(i+1, refRematch)
+		}
+		return DropExpired, 0
 	}
 	r = DropNoRule
-	ported := proto == protoTCP || proto == protoUDP
-	for _, i := range rs.sources(v, src) {
+	var expiry int64
+	off := uint32(l)
+	for _, i := range rs.lists[off : off+rs.lists[off-1]] {
 		cr := &rs.rules[i]
-		if !cr.protos.has(proto) || (ported && !hasPort(cr.ports, dport)) {
+		if !cr.admits(proto, pb, ported, dport) {
 			continue
 		}
 		switch {
@@ -387,12 +530,20 @@ func (rs *ruleSet) match(v, proto uint8, src, dst addr, dport uint16, wall int64
 			return AcceptRule, 0
 		case wall < cr.expiry:
 			if r != AcceptRule || cr.expiry > expiry {
-				expiry = cr.expiry
+				expiry, ref = cr.expiry, min(i+1, refRematch)
 			}
 			r = AcceptRule
 		case r != AcceptRule:
 			r = DropExpired
 		}
 	}
-	return r, expiry
+	return r, ref
+}
+
+// current reports whether flow state st of an inbound flow was decided by
+// rs and the rule that admitted it (if any) has not ended at wall: then
+// st's flags need no new check.
+func (rs *ruleSet) current(st flowState, wall int64) bool {
+	ref := stRef(st)
+	return stGen(st) == uint32(rs.gen) && int(ref) < len(rs.ends) && wall < rs.ends[ref]
 }

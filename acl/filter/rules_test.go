@@ -28,7 +28,9 @@ func referenceMatch(rules []wire.FilterRule, self []netip.Prefix, proto uint8, s
 		}
 		srcOK := slices.ContainsFunc(rule.Sources, func(p netip.Prefix) bool { return p.Contains(src) })
 		protoOK := slices.Contains(rule.Protocols, wire.Proto(proto))
-		portOK := len(rule.Ports) > 0
+		// Ports matter for TCP and UDP alone; for those, no ports is no
+		// match (there is no wildcard).
+		portOK := true
 		if proto == protoTCP || proto == protoUDP {
 			portOK = slices.ContainsFunc(rule.Ports, func(pr wire.PortRange) bool { return dport >= pr.First && dport <= pr.Last })
 		}

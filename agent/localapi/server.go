@@ -60,6 +60,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET "+PathStatus, s.status)
 	mux.HandleFunc("POST "+PathPing, s.ping)
 	mux.HandleFunc("POST "+PathAccess, s.requestAccess)
+	mux.HandleFunc("POST "+PathRotate, s.rotate)
 	return mux
 }
 

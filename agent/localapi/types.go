@@ -9,6 +9,7 @@
 //	GET  /v1/status              -> Status
 //	POST /v1/ping    PingRequest -> application/x-ndjson of PingEvent
 //	POST /v1/access  wire.NodeAccessRequest -> wire.AccessRequest
+//	POST /v1/rotate              -> RotateResponse
 //
 // Failures answer {"error": "one line"} with a 4xx or 5xx status.
 //

@@ -237,6 +237,9 @@ func (d *Dir) SaveEnrollment(st *State) error {
 	if err := os.Remove(d.file(FileNetmap)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("saving enrollment: removing old netmap: %w", err)
 	}
+	if err := os.Remove(d.file(FilePendingWGKey)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("saving enrollment: removing pending WireGuard key: %w", err)
+	}
 	files := []struct {
 		name string
 		data []byte

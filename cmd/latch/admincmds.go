@@ -189,3 +189,29 @@ func printNode(w io.Writer, n wire.NodeInfo, now time.Time) {
 func nodesDeleteCommand() *command {
 	return deleteCommand("nodes", "delete", "delete a node: its peers drop it and it can no longer connect", wire.PathNodes, "node", "node ID or name")
 }
+
+func nodesRevokeCommand() *command {
+	const arg = "node ID or name"
+	return &command{
+		name:    "revoke",
+		summary: "revoke a node: its peers drop it and cut its flows, and its keys can never enroll again",
+		usage:   "nodes revoke " + argUsage(arg),
+		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
+			af := addAdminFlags(fs, e)
+			return func(ctx context.Context, args []string) error {
+				if err := wantArgs("nodes revoke", args, 1, arg); err != nil {
+					return err
+				}
+				c, err := af.client()
+				if err != nil {
+					return err
+				}
+				if err := c.do(ctx, http.MethodPost, wire.PathNodes+"/"+url.PathEscape(args[0])+"/revoke", nil, nil); err != nil {
+					return fmt.Errorf("revoking node: %w", err)
+				}
+				fmt.Fprintf(e.stdout, "revoked node %s\n", args[0])
+				return nil
+			}
+		},
+	}
+}

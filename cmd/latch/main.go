@@ -78,14 +78,14 @@ func (p *placedError) Error() string { return p.msg }
 
 func commands() []*command {
 	return []*command{
-		upCommand(), downCommand(), statusCommand(), pingCommand(),
+		upCommand(), downCommand(), statusCommand(), pingCommand(), rotateCommand(),
 		{name: "access", summary: "request just-in-time access (agent); list, approve, deny and revoke requests (admin)", sub: []*command{
 			accessRequestCommand(), accessListCommand(), accessApproveCommand(), accessDenyCommand(), accessRevokeCommand()}},
 		{name: "policy", summary: "check a policy file; get, set and restore the access policy (admin)", sub: []*command{
 			policyCheckCommand(), policyGetCommand(), policySetCommand(), policyVersionsCommand(), policyRestoreCommand()}},
 		{name: "keys", summary: "manage enrollment keys (admin)", sub: []*command{keysCreateCommand(), keysListCommand(), keysRevokeCommand()}},
 		{name: "tokens", summary: "manage admin API tokens (admin)", sub: []*command{tokensCreateCommand(), tokensListCommand(), tokensRevokeCommand()}},
-		{name: "nodes", summary: "list, show and delete nodes (admin)", sub: []*command{nodesListCommand(), nodesShowCommand(), nodesDeleteCommand()}},
+		{name: "nodes", summary: "list, show, delete and revoke nodes (admin)", sub: []*command{nodesListCommand(), nodesShowCommand(), nodesDeleteCommand(), nodesRevokeCommand()}},
 		auditCommand(),
 	}
 }

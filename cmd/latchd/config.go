@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/latchnet/latch/agent"
 	"github.com/tailscale/hujson"
@@ -28,6 +29,10 @@ type Config struct {
 	Port int `json:"port"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level"`
+	// KeyRotation is how often the WireGuard key is replaced, as a Go
+	// duration ("24h"); empty means agent.DefaultKeyRotation; "0" never
+	// rotates on a schedule (`latch rotate` still does).
+	KeyRotation string `json:"key_rotation"`
 }
 
 // Defaults.
@@ -69,6 +74,7 @@ func parseArgs(args []string, out io.Writer) (Config, error) {
 	iface := fs.String("interface", def.Interface, "overlay interface `name` (at most 15 bytes)")
 	port := fs.Int("port", def.Port, "WireGuard UDP listen `port`")
 	logLevel := fs.String("log-level", def.LogLevel, "log `level`: debug, info, warn, error")
+	keyRotation := fs.String("key-rotation", def.KeyRotation, "replace the WireGuard key every `duration` (with jitter; default 24h); 0 never")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(out, usage)
@@ -99,6 +105,8 @@ func parseArgs(args []string, out io.Writer) (Config, error) {
 			cfg.Port = *port
 		case "log-level":
 			cfg.LogLevel = *logLevel
+		case "key-rotation":
+			cfg.KeyRotation = *keyRotation
 		}
 	})
 	return cfg, cfg.validate()
@@ -134,8 +142,29 @@ func (c Config) validate() error {
 	case c.Port < 1 || c.Port > 65535:
 		return fmt.Errorf("invalid --port %d: want 1..65535", c.Port)
 	}
+	if _, err := c.keyRotation(); err != nil {
+		return err
+	}
 	_, err := c.level()
 	return err
+}
+
+// minKeyRotation keeps a typo ("24s") from rotating keys in a loop.
+const minKeyRotation = time.Minute
+
+// keyRotation returns agent.Config.KeyRotation: negative for never.
+func (c Config) keyRotation() (time.Duration, error) {
+	if c.KeyRotation == "" {
+		return agent.DefaultKeyRotation, nil
+	}
+	d, err := time.ParseDuration(c.KeyRotation)
+	switch {
+	case err != nil || d < 0 || (d > 0 && d < minKeyRotation):
+		return 0, fmt.Errorf("invalid --key-rotation %q: want a duration of at least %v, like \"24h\", or 0 for never", c.KeyRotation, minKeyRotation)
+	case d == 0:
+		return -1, nil
+	}
+	return d, nil
 }
 
 func (c Config) level() (slog.Level, error) {

@@ -50,13 +50,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 // serve runs the agent and its local API until ctx ends, then shuts both
 // down: the interface and its UAPI socket are removed, the state is kept.
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	rotation, err := cfg.keyRotation()
+	if err != nil {
+		return err
+	}
 	ag, err := agent.New(agent.Config{
-		StateDir:   cfg.StateDir,
-		Interface:  cfg.Interface,
-		ListenPort: cfg.Port,
-		Logger:     log,
-		NewEngine:  newEngine,
-		OverlayMTU: overlayMTU,
+		KeyRotation: rotation,
+		StateDir:    cfg.StateDir,
+		Interface:   cfg.Interface,
+		ListenPort:  cfg.Port,
+		Logger:      log,
+		NewEngine:   newEngine,
+		OverlayMTU:  overlayMTU,
 	})
 	if err != nil {
 		return err

@@ -30,10 +30,20 @@ type tokenKey struct{}
 // admin wraps an admin route: it requires a valid bearer token with scope
 // (or the admin scope, which covers every other). Unknown token, wrong
 // secret and malformed token all get the same answer, 401; a valid token
-// outside its scopes gets 403.
+// outside its scopes gets 403. Failures are rate limited per source IP
+// (RateLimits.AuthFailuresPerIP): over the limit, 429 with Retry-After.
 func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// A source that failed too often is refused before its token is
+		// looked at; every failure takes a token from its bucket.
+		ip := sourceIP(r)
+		if ok, retry := s.limits.authFail.Check(ip); !ok {
+			s.log.Info("API token authentication rate limited", logRemote, r.RemoteAddr)
+			tooMany(w, "failed API token attempts from this address", retry)
+			return
+		}
 		unauthorized := func(msg string) {
+			s.limits.authFail.Allow(ip)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="latch"`)
 			writeError(w, http.StatusUnauthorized, msg)
 		}

@@ -87,6 +87,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if !s.allowEnrollKey(w, r, key.ID) {
+		return
+	}
 	if key.CAFingerprint != s.cfg.CA.Fingerprint() {
 		writeError(w, http.StatusUnauthorized, "enrollment key belongs to another coordinator (its CA fingerprint is not this coordinator's)")
 		return
@@ -149,6 +152,10 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.As(err, &tagErr):
 		writeError(w, http.StatusForbidden, tagErr.Error())
+		return
+	case errors.Is(err, store.ErrNodeKeyRevoked):
+		s.log.Info("enrollment refused", logKeyID, key.ID, logErr, "key of a revoked node", logRemote, r.RemoteAddr)
+		writeError(w, http.StatusForbidden, "this WireGuard key was revoked (it belonged to a revoked node); the node needs a new key")
 		return
 	case errors.Is(err, store.ErrWireGuardKeyInUse):
 		writeError(w, http.StatusConflict, "this WireGuard key already belongs to an enrolled node")

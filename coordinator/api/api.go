@@ -63,6 +63,9 @@ type Config struct {
 	NodeCertLifetime time.Duration
 	// Keepalive is the longest a netmap stream stays silent.
 	Keepalive time.Duration
+	// RateLimits bound enrollment and API token attempts; zero fields
+	// take DefaultRateLimits.
+	RateLimits RateLimits
 	// Now defaults to time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -74,6 +77,7 @@ type Server struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	policies policyCache
+	limits   limiters
 }
 
 // New returns the API handler.
@@ -90,12 +94,13 @@ func New(cfg Config) *Server {
 	if cfg.Keepalive <= 0 {
 		cfg.Keepalive = 15 * time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), limits: newLimiters(cfg.RateLimits, cfg.Now)}
 	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.handleHealth})
-	s.route(wire.PathEnroll, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.handleEnroll)})
+	s.route(wire.PathEnroll, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.limitEnrollIP(s.handleEnroll))})
 	s.route(wire.PathStream, map[string]http.HandlerFunc{http.MethodGet: s.agent(s.node(s.handleStream))})
 	s.route(wire.PathUpdate, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleUpdate))})
 	s.route(wire.PathRenew, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleRenew))})
+	s.route(wire.PathRotate, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleRotate))})
 	s.route(wire.PathNodeAccess, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleNodeAccess))})
 
 	s.route(wire.PathKeys, map[string]http.HandlerFunc{
@@ -108,6 +113,7 @@ func New(cfg Config) *Server {
 		http.MethodGet:    s.admin(wire.ScopeNodesRead, s.handleGetNode),
 		http.MethodDelete: s.admin(wire.ScopeNodesWrite, s.handleDeleteNode),
 	})
+	s.route(wire.PathNodes+"/{ref}/revoke", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeNodesWrite, s.handleRevokeNode)})
 	s.route(wire.PathTokens, map[string]http.HandlerFunc{
 		http.MethodGet:  s.admin(wire.ScopeAdmin, s.handleListTokens),
 		http.MethodPost: s.admin(wire.ScopeAdmin, s.handleCreateToken),

@@ -70,7 +70,8 @@ func newEnv(t *testing.T, mod func(*Config)) *env {
 	clk := clock.NewFake(time.Now())
 	clk.SetStep(time.Microsecond) // successive events get distinct times
 	exp := grants.Start(grants.Config{Store: st, Notify: hub.Notify, Clock: clk})
-	cfg := Config{Store: st, CA: c, Hub: hub, Grants: exp, NodeCertLifetime: time.Hour, Keepalive: time.Hour, Now: clk.Now}
+	cfg := Config{Store: st, CA: c, Hub: hub, Grants: exp, NodeCertLifetime: time.Hour, Keepalive: time.Hour, Now: clk.Now,
+		RateLimits: noRateLimits}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -49,6 +49,9 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 		if err != nil {
 			return err
 		}
+		if err := checkNotRevokedTx(ctx, tx, e.WireGuardKey, e.CertKey); err != nil {
+			return err
+		}
 		var taken int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE wg_key = ?`, e.WireGuardKey.String()).Scan(&taken); err != nil {
 			return err

@@ -148,41 +148,44 @@ func (s *SQLite) Snapshot(ctx context.Context) (Snapshot, error) {
 // DeleteNode implements Store.
 func (s *SQLite) DeleteNode(ctx context.Context, id wire.NodeID, at time.Time) (Node, error) {
 	var n Node
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		var (
-			idx int64
-			err error
-		)
-		row := tx.QueryRowContext(ctx, `SELECT addr_index, `+nodeColumns+` FROM nodes WHERE id = ?`, id)
-		n, err = scanNode(scanPrefix{row, &idx})
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE id = ?`, id); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO retired_addresses (addr_index, ipv4, ipv6, node_id, released)
-			VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (addr_index) DO UPDATE SET ipv4 = excluded.ipv4, ipv6 = excluded.ipv6,
-				node_id = excluded.node_id, released = excluded.released`,
-			idx, n.IPv4.String(), n.IPv6.String(), string(id), toDB(at)); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO retired_node_ids (id, deleted) VALUES (?, ?)`, string(id), toDB(at)); err != nil {
-			return err
-		}
-		if err := endNodeRequestsTx(ctx, tx, id, at); err != nil {
-			return err
-		}
-		return bumpVersion(ctx, tx)
+	err := s.writeTx(ctx, func(tx *sql.Tx) (err error) {
+		n, err = deleteNodeTx(ctx, tx, id, at)
+		return err
 	})
 	if err != nil {
 		return Node{}, fmt.Errorf("deleting node %s: %w", id, err)
 	}
 	return n, nil
+}
+
+// deleteNodeTx removes node id within tx (see DeleteNode) and returns it.
+func deleteNodeTx(ctx context.Context, tx *sql.Tx, id wire.NodeID, at time.Time) (Node, error) {
+	var idx int64
+	row := tx.QueryRowContext(ctx, `SELECT addr_index, `+nodeColumns+` FROM nodes WHERE id = ?`, id)
+	n, err := scanNode(scanPrefix{row, &idx})
+	if errors.Is(err, sql.ErrNoRows) {
+		return Node{}, ErrNotFound
+	}
+	if err != nil {
+		return Node{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM nodes WHERE id = ?`, id); err != nil {
+		return Node{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO retired_addresses (addr_index, ipv4, ipv6, node_id, released)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (addr_index) DO UPDATE SET ipv4 = excluded.ipv4, ipv6 = excluded.ipv6,
+			node_id = excluded.node_id, released = excluded.released`,
+		idx, n.IPv4.String(), n.IPv6.String(), string(id), toDB(at)); err != nil {
+		return Node{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO retired_node_ids (id, deleted) VALUES (?, ?)`, string(id), toDB(at)); err != nil {
+		return Node{}, err
+	}
+	if err := endNodeRequestsTx(ctx, tx, id, at); err != nil {
+		return Node{}, err
+	}
+	return n, bumpVersion(ctx, tx)
 }
 
 // SetEndpoints implements Store.

@@ -56,6 +56,9 @@ var (
 	ErrTagNotAllowed = errors.New("tag not allowed by the enrollment key")
 	// ErrWireGuardKeyInUse reports a WireGuard key already bound to a node.
 	ErrWireGuardKeyInUse = errors.New("WireGuard key already belongs to another node")
+	// ErrNodeKeyRevoked reports a WireGuard or certificate key of a
+	// revoked node.
+	ErrNodeKeyRevoked = errors.New("key of a revoked node")
 	// ErrAddressPoolExhausted reports that no overlay address is free.
 	ErrAddressPoolExhausted = errors.New("overlay address pool exhausted")
 	// ErrVersionConflict reports a policy save whose expected current
@@ -123,6 +126,11 @@ type Store interface {
 	// DeleteNode removes a node; its addresses are retired (held from
 	// reuse) and its ID is never issued again. Returns ErrNotFound.
 	DeleteNode(ctx context.Context, id wire.NodeID, at time.Time) (Node, error)
+	// RevokeNode deletes a node like DeleteNode and, in the same
+	// transaction, records its WireGuard key and certificate key as
+	// revoked: Enroll refuses them afterwards (ErrNodeKeyRevoked).
+	// Returns ErrNotFound.
+	RevokeNode(ctx context.Context, id wire.NodeID, at time.Time) (Node, error)
 	// SetEndpoints replaces a node's endpoints and marks it seen at time
 	// at. It reports whether the endpoints changed.
 	SetEndpoints(ctx context.Context, id wire.NodeID, eps []netip.AddrPort, at time.Time) (bool, error)

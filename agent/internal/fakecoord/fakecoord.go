@@ -1,8 +1,8 @@
 // Package fakecoord is a coordinator for agent tests: an httptest TLS
 // server that speaks the agent side of the wire protocol (enroll, stream,
-// update, renew, access requests) with its own CA, and lets a test drive each stream
-// message by message. It is not the real coordinator, which the agent
-// must not import.
+// update, renew, access requests, key rotation) with its own CA, and lets
+// a test drive each stream message by message. It is not the real
+// coordinator, which the agent must not import.
 package fakecoord
 
 import (
@@ -94,6 +94,8 @@ type Server struct {
 	// access answers node access requests; nil means the default.
 	access         AccessFunc
 	accessRequests []wire.NodeAccessRequest
+	rotateFault    RotateFault
+	rotations      []wire.NodePublic
 }
 
 // AccessFunc decides a node's access request in the fake: it returns the
@@ -131,6 +133,7 @@ func New(t Cleanuper, opts Options) *Server {
 	mux.HandleFunc("POST "+wire.PathUpdate, s.update)
 	mux.HandleFunc("POST "+wire.PathRenew, s.renew)
 	mux.HandleFunc("POST "+wire.PathNodeAccess, s.requestAccess)
+	mux.HandleFunc("POST "+wire.PathRotate, s.rotate)
 	s.srv = httptest.NewUnstartedServer(s.checkProtocol(mux))
 	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 

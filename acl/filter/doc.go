@@ -1,0 +1,82 @@
+// Package filter is a Latch node's packet filter: it decides, for every
+// packet entering the node through the overlay, whether it may pass, and
+// records the flows the node itself starts so that their replies do.
+//
+// Inbound is default deny. An inbound packet passes only if it belongs to a
+// flow this node started, or to a flow a rule admitted and the current rules
+// still admit, or if it starts a flow that a live rule admits. Rules come
+// from the coordinator as wire.FilterRule: sources, protocols, destination
+// ports and an optional expiry on this node's own clock. Ports matter for
+// TCP and UDP alone and are never a wildcard: a rule without ports admits
+// none of those two, while a rule for ICMP (and ICMPv6) without ports
+// admits ICMP. Outbound packets always pass; they record flow state.
+//
+// Parsing fails closed: truncated or contradictory headers, IP fragments
+// and IPv6 extension headers are dropped before any rule sees them, and a
+// protocol whose ports are not parsed never matches a port.
+//
+// Rule changes are atomic and take effect on established flows too: a flow
+// the remote side started is checked against every new rule set (and again
+// when the rule that admitted it expires) before its next packet passes, so
+// revoking access stops a connection in the middle.
+//
+// The hot path does not allocate, and the clock is read once per batch
+// (Now) rather than per packet. Every verdict comes with a Reason, and every
+// Reason is counted.
+//
+// # Design and costs
+//
+// Established flows are read without a lock. The flow table is an
+// open-addressing index of slot words over an array of one-cache-line
+// entries, in up to 64 shards. A reader hashes the packet's key (IPv4: one
+// 128-bit multiply), loads the home slot word (a tag from the hash, the
+// entry's index and its incarnation), compares the key words, reads the
+// entry's state word and last-seen time, and trusts all that only if the
+// slot still holds the same word: an entry freed and reused meanwhile has a
+// new incarnation. The state word packs the flow's flags, the low 32 bits of
+// the rule-set generation it was last checked against and the rule whose
+// end it waits for, so one load gives a consistent picture; a packet passes
+// on it if the flags need no change, the generation is the current one, and
+// that rule has not ended. The last-seen time is written only when it is a
+// millisecond old (the tick), so a busy flow costs no writes and no cache
+// line bounces between the goroutines that see its two directions; idle
+// timeouts hold to within the tick. Anything else - new flows, flag changes,
+// rule changes, tick refreshes - takes the shard's lock, where the table
+// keeps its LRU list: eviction happens only when a full shard takes a new
+// flow. A miss proves a flow absent only if the home slot is empty or the
+// shard's seq shows that no removal shifted keys during the walk; else the
+// locked path looks again. RunInAt and RunOutAt parse IPv4 TCP and UDP
+// without options in registers (FuzzFastPathAgrees holds them to the
+// general parser and path); IPv6 TCP and UDP take a shorter parser; the
+// rest goes through the general one.
+//
+// New flows are matched by source first. Rules mostly name single
+// addresses (the agent resolves each peer to its overlay /32 and /128), so
+// those live in a hash table whose entries already include the rules of
+// any wider prefix covering them; wider prefixes become disjoint address
+// intervals, found through a table on the top address bits and a short
+// search. Either gives a list of rules (a single rule is named directly),
+// and each rule's protocol bits and first port range sit at its front.
+// A flow's state is created only once the rules admit it.
+//
+// Costs on the development machine (2 vCPU AMD EPYC, Go 1.26; go test
+// -bench . -benchmem -count 5, medians; every case 0 allocations; the
+// rule set has 1,277 source prefixes, 128 of them /24, over 32 rules with
+// one port each):
+//
+//	established flow (IPv4 TCP, this node started it)      ~10.8 ns (before: ~40)
+//	established flow a rule admitted                       ~11.3 ns
+//	established flow, two goroutines                        ~5.1 ns per packet (~20)
+//	outbound packet of a known flow                        ~11.0 ns (~59)
+//	new flow, distinct 5-tuples, table with room           ~70 ns
+//	new flow, distinct 5-tuples, full table (evicts)      ~146 ns
+//	new flow, one source, ports counting up (first bench) ~128 ns (~160-180)
+//	no match                                                ~20 ns (~50)
+//	no match, known source, port no rule admits             ~23 ns
+//
+// A new flow costs about 550 instructions and six or seven serializing atomic
+// operations: the shard lock and its release, the two key words and the
+// slot word it publishes (readers without the lock need atomic stores), and
+// the counter. The atomics alone are some 15-20 ns here; with a full table
+// the evicted entry and its LRU neighbours are cold in the cache as well.
+package filter
