@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/latchnet/latch/coordinator/ratelimit"
 )
 
 // Config is the coordinator's whole configuration, parsed from flags and
@@ -35,6 +37,43 @@ type Config struct {
 	EphemeralGrace time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
+	// EnrollPerIP bounds enrollment attempts per source IP.
+	EnrollPerIP RateLimit
+	// EnrollPerKey bounds enrollment attempts per enrollment key ID.
+	EnrollPerKey RateLimit
+	// AuthFailuresPerIP bounds failed API token authentications per
+	// source IP; once exhausted, admin calls from that IP get 429.
+	AuthFailuresPerIP RateLimit
+}
+
+// RateLimit is a token bucket: Rate events per second on average, up to
+// Burst at once. A Rate of 0 turns the limit off (Burst is then ignored).
+type RateLimit struct {
+	Rate  float64
+	Burst int
+}
+
+// Off reports whether the limit is turned off.
+func (l RateLimit) Off() bool { return l.Rate == 0 }
+
+// MaxRate and MaxBurst bound a RateLimit; larger values are typos.
+const (
+	MaxRate  = 1e6
+	MaxBurst = 1_000_000
+)
+
+// validate reports whether the limit is usable; name is its flag name
+// with %s for "rate" or "burst".
+func (l RateLimit) validate(name string) error {
+	switch {
+	case l.Rate < 0 || l.Rate > MaxRate || l.Rate != l.Rate:
+		return fmt.Errorf("%s %g/s: want off (0) or a positive rate up to %g/s", fmt.Sprintf(name, "rate"), l.Rate, float64(MaxRate))
+	case l.Off():
+		return nil
+	case l.Burst < 1 || l.Burst > MaxBurst:
+		return fmt.Errorf("%s %d: want between 1 and %d", fmt.Sprintf(name, "burst"), l.Burst, MaxBurst)
+	}
+	return nil
 }
 
 // DefaultConfig returns the production defaults.
@@ -47,6 +86,10 @@ func DefaultConfig() Config {
 		Keepalive:        15 * time.Second,
 		EphemeralGrace:   2 * time.Minute,
 		ShutdownTimeout:  10 * time.Second,
+		// The same defaults as api.DefaultRateLimits.
+		EnrollPerIP:       RateLimit{Rate: 10, Burst: 20},
+		EnrollPerKey:      RateLimit{Rate: 5, Burst: 10},
+		AuthFailuresPerIP: RateLimit{Rate: 5, Burst: 10},
 	}
 }
 
@@ -73,6 +116,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ephemeral grace %s: want at least 1s", c.EphemeralGrace)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("shutdown timeout %s: want a positive duration", c.ShutdownTimeout)
+	}
+	for _, l := range []struct {
+		name string
+		l    RateLimit
+	}{
+		{"enroll-%s-per-ip", c.EnrollPerIP},
+		{"enroll-%s-per-key", c.EnrollPerKey},
+		{"auth-failure-%s-per-ip", c.AuthFailuresPerIP},
+	} {
+		if err := l.l.validate(l.name); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -116,4 +171,13 @@ func checkTrustDomain(td string) error {
 		}
 	}
 	return nil
+}
+
+// apiLimit converts the limit for api.RateLimits, where a zero Limit means
+// "default" and a negative Rate means "off".
+func (l RateLimit) apiLimit() ratelimit.Limit {
+	if l.Off() {
+		return ratelimit.Limit{Rate: -1}
+	}
+	return ratelimit.Limit{Rate: l.Rate, Burst: l.Burst}
 }

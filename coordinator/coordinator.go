@@ -126,7 +126,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Coordinator, err
 		Grants:           c.exp,
 		NodeCertLifetime: cfg.NodeCertLifetime,
 		Keepalive:        cfg.Keepalive,
-		Logger:           log,
+		RateLimits: api.RateLimits{
+			EnrollPerIP:       cfg.EnrollPerIP.apiLimit(),
+			EnrollPerKey:      cfg.EnrollPerKey.apiLimit(),
+			AuthFailuresPerIP: cfg.AuthFailuresPerIP.apiLimit(),
+		},
+		Logger: log,
 	})
 	return c, nil
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +53,11 @@ func serveFlags() (*flag.FlagSet, *flagValues) {
 	fs.DurationVar(&v.nodeCertLifetime, "node-cert-lifetime", d.NodeCertLifetime, "validity of node certificates (agents renew at half-life)")
 	fs.DurationVar(&v.keepalive, "keepalive", d.Keepalive, "longest silence on a node's netmap stream")
 	fs.DurationVar(&v.ephemeralGrace, "ephemeral-grace", d.EphemeralGrace, "how long an ephemeral node may stay disconnected before it is deleted")
+	for i, r := range rateFlags {
+		l := r.field(&d)
+		fs.Var(&rateValue{r: &v.rates[i]}, r.name+"-rate-"+r.per, "average `RATE` of "+r.help+": N/s, N/m or N/h, or off (default "+formatRate(*l)+")")
+		fs.Var(&burstValue{n: &v.bursts[i]}, r.name+"-burst-"+r.per, "`N` "+r.help+" allowed at once (default "+strconv.Itoa(l.Burst)+")")
+	}
 	fs.StringVar(&v.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	return fs, v
 }
@@ -59,6 +66,76 @@ type flagValues struct {
 	config, listen, dataDir, db, trustDomain, logLevel string
 	serverNames                                        nameList
 	nodeCertLifetime, keepalive, ephemeralGrace        time.Duration
+	rates                                              [3]float64 // by rateFlags index
+	bursts                                             [3]int
+}
+
+// rateFlags are the rate limit flag pairs: --NAME-rate-PER and
+// --NAME-burst-PER, with the same names in the config file.
+var rateFlags = [3]struct {
+	name, per, help string
+	field           func(*coordinator.Config) *coordinator.RateLimit
+}{
+	{"enroll", "per-ip", "enrollment attempts per source IP", func(c *coordinator.Config) *coordinator.RateLimit { return &c.EnrollPerIP }},
+	{"enroll", "per-key", "enrollment attempts per enrollment key", func(c *coordinator.Config) *coordinator.RateLimit { return &c.EnrollPerKey }},
+	{"auth-failure", "per-ip", "failed API token authentications per source IP", func(c *coordinator.Config) *coordinator.RateLimit { return &c.AuthFailuresPerIP }},
+}
+
+// rateValue is a --*-rate-* flag.
+type rateValue struct{ r *float64 }
+
+func (v *rateValue) String() string { return "" }
+
+func (v *rateValue) Set(s string) error {
+	r, err := parseRate(s)
+	if err != nil {
+		return err
+	}
+	*v.r = r
+	return nil
+}
+
+// burstValue is a --*-burst-* flag.
+type burstValue struct{ n *int }
+
+func (v *burstValue) String() string { return "" }
+
+func (v *burstValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > coordinator.MaxBurst {
+		return fmt.Errorf("want a whole number between 1 and %d", coordinator.MaxBurst)
+	}
+	*v.n = n
+	return nil
+}
+
+// parseRate reads "N/s", "N/m", "N/h" (N may have a fraction) or "off"
+// into events per second; "off" and "0" give 0, which turns the limit off.
+func parseRate(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	if s == "off" || s == "0" {
+		return 0, nil
+	}
+	num, unit, ok := strings.Cut(s, "/")
+	per := map[string]float64{"s": 1, "m": 60, "h": 3600}[unit]
+	n, err := strconv.ParseFloat(num, 64)
+	switch {
+	case !ok || per == 0 || err != nil || math.IsNaN(n) || math.IsInf(n, 0):
+		return 0, fmt.Errorf("rate %q: want N/s, N/m, N/h or off", s)
+	case n <= 0:
+		return 0, fmt.Errorf("rate %q: want a positive rate, or off", s)
+	case n/per > coordinator.MaxRate:
+		return 0, fmt.Errorf("rate %q: want at most %g/s", s, float64(coordinator.MaxRate))
+	}
+	return n / per, nil
+}
+
+// formatRate shows a limit's rate as the flags take it.
+func formatRate(l coordinator.RateLimit) string {
+	if l.Off() {
+		return "off"
+	}
+	return strconv.FormatFloat(l.Rate, 'g', -1, 64) + "/s"
 }
 
 // parseServe turns serve's arguments into options: defaults, then the
@@ -99,6 +176,14 @@ func parseServe(args []string) (serveOptions, error) {
 		case "log-level":
 			level = v.logLevel
 		}
+		for i, r := range rateFlags {
+			switch f.Name {
+			case r.name + "-rate-" + r.per:
+				r.field(&opts.cfg).Rate = v.rates[i]
+			case r.name + "-burst-" + r.per:
+				r.field(&opts.cfg).Burst = v.bursts[i]
+			}
+		}
 	})
 	if err := opts.level.UnmarshalText([]byte(level)); err != nil {
 		return serveOptions{}, fmt.Errorf("log level %q: want debug, info, warn or error", level)
@@ -120,6 +205,13 @@ type fileConfig struct {
 	Keepalive        *string         `json:"keepalive"`
 	EphemeralGrace   *string         `json:"ephemeral-grace"`
 	LogLevel         *string         `json:"log-level"`
+	// Rate limits: a rate is a string like "10/s" or "off"; a burst a number.
+	EnrollRatePerIP       *string `json:"enroll-rate-per-ip"`
+	EnrollBurstPerIP      *int    `json:"enroll-burst-per-ip"`
+	EnrollRatePerKey      *string `json:"enroll-rate-per-key"`
+	EnrollBurstPerKey     *int    `json:"enroll-burst-per-key"`
+	AuthFailureRatePerIP  *string `json:"auth-failure-rate-per-ip"`
+	AuthFailureBurstPerIP *int    `json:"auth-failure-burst-per-ip"`
 }
 
 // applyFile applies the options in a JSON or HuJSON file to cfg.
@@ -164,6 +256,30 @@ func applyFile(cfg *coordinator.Config, level *string, path string) error {
 			return fmt.Errorf("config %s: %s: want a duration like \"1h\" or \"15s\"", path, name)
 		}
 		*pair.dst = d
+	}
+	for _, r := range []struct {
+		name  string
+		rate  *string
+		burst *int
+		dst   *coordinator.RateLimit
+	}{
+		{"enroll-%s-per-ip", fc.EnrollRatePerIP, fc.EnrollBurstPerIP, &cfg.EnrollPerIP},
+		{"enroll-%s-per-key", fc.EnrollRatePerKey, fc.EnrollBurstPerKey, &cfg.EnrollPerKey},
+		{"auth-failure-%s-per-ip", fc.AuthFailureRatePerIP, fc.AuthFailureBurstPerIP, &cfg.AuthFailuresPerIP},
+	} {
+		if r.rate != nil {
+			rate, err := parseRate(*r.rate)
+			if err != nil {
+				return fmt.Errorf("config %s: %s: %w", path, fmt.Sprintf(r.name, "rate"), err)
+			}
+			r.dst.Rate = rate
+		}
+		if r.burst != nil {
+			if *r.burst < 1 || *r.burst > coordinator.MaxBurst {
+				return fmt.Errorf("config %s: %s: want a whole number between 1 and %d", path, fmt.Sprintf(r.name, "burst"), coordinator.MaxBurst)
+			}
+			r.dst.Burst = *r.burst
+		}
 	}
 	if len(fc.ServerName) > 0 {
 		var one string
