@@ -47,6 +47,7 @@ const (
 	logKeyBatch     = "batch_size"
 	logKeyErr       = "err"
 	logKeyComponent = "component"
+	logKeyPeer      = "peer"
 )
 
 // ErrClosed is returned by an Engine's methods after Close.
@@ -89,6 +90,11 @@ type Engine struct {
 	uapi     net.Listener
 	uapiDone sync.WaitGroup // the UAPI accept loop and its handlers
 
+	// stop is closed by Close; kicks counts the handshake kicks waiting
+	// (kick.go), which Close waits for.
+	stop  chan struct{}
+	kicks sync.WaitGroup
+
 	// Lock order: mu before connsMu.
 
 	mu     sync.Mutex // guards the fields below; held by Reconfig, Status and Close
@@ -118,6 +124,7 @@ func newEngine(name string, mtu int, log *slog.Logger, flt *filter.Filter, wg wg
 		link:      link,
 		endpoints: map[wire.NodePublic]netip.AddrPort{},
 		conns:     map[net.Conn]struct{}{},
+		stop:      make(chan struct{}),
 	}
 }
 
@@ -242,6 +249,12 @@ func (e *Engine) Close() error {
 		return nil
 	}
 	e.closed = true
+	// Pending kicks take mu once their delay is over; let them see closed
+	// and end before going on. Reconfig refuses from now on, so none start.
+	close(e.stop)
+	e.mu.Unlock()
+	e.kicks.Wait()
+	e.mu.Lock()
 	var errs []error
 	if e.uapi != nil {
 		if err := e.uapi.Close(); err != nil {

@@ -168,8 +168,12 @@ func (e *Engine) configureWireGuardLocked(cfg *Config) error {
 		current[wire.NodePublic(dev.Peers[i].PublicKey)] = &dev.Peers[i]
 	}
 	wanted := make(map[wire.NodePublic]bool, len(cfg.Peers))
+	var added []wire.NodePublic
 	for _, p := range cfg.Peers {
 		wanted[p.Key] = true
+		if current[p.Key] == nil {
+			added = append(added, p.Key)
+		}
 		pc, ok := e.peerChange(p, current[p.Key])
 		if ok {
 			wc.Peers = append(wc.Peers, pc)
@@ -196,6 +200,12 @@ func (e *Engine) configureWireGuardLocked(cfg *Config) error {
 	for _, p := range cfg.Peers {
 		if p.Endpoint.IsValid() {
 			e.endpoints[p.Key] = p.Endpoint
+		}
+	}
+	if e.dev != nil {
+		self := wire.NodePublic(cfg.PrivateKey.PublicKey())
+		for _, k := range added {
+			e.kickLater(self, k)
 		}
 	}
 	return nil
