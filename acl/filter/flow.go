@@ -349,10 +349,8 @@ func (ft *flowTable) shardOf(h uint64) uint64 { return h & ft.indexMask >> (ft.s
 
 func (ft *flowTable) shardFor(h uint64) *shard { return &ft.shards[ft.shardOf(h)] }
 
-// timeout returns how long a flow with key k and flags fl may stay idle.
-func (ft *flowTable) timeout(k *flowKey, fl uint8) int64 { return ft.timeoutOf(k.meta, fl) }
-
-// timeoutOf is timeout for a key whose meta word is meta.
+// timeoutOf returns how long a flow whose key has meta word meta and
+// flags fl may stay idle.
 func (ft *flowTable) timeoutOf(meta uint64, fl uint8) int64 {
 	switch uint8(meta >> 32) {
 	case protoTCP:

@@ -453,15 +453,6 @@ func (rs *ruleSet) isSelf(v uint8, a addr) bool {
 	return false
 }
 
-// sources returns the list of the rules whose Sources contain a (of
-// family v).
-func (rs *ruleSet) sources(v uint8, a addr) listRef {
-	if v == 4 {
-		return rs.src4.lookup(uint32(a.lo))
-	}
-	return rs.src6.lookup(a)
-}
-
 // match decides whether a packet of family v and protocol proto from src
 // to dst (destination port dport, used for TCP and UDP only) may start a
 // flow at wall-clock time wall (Unix nanoseconds). On AcceptRule, ref names
