@@ -183,16 +183,7 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListKeys(w http.ResponseWriter, r *http.Request) {
-	ks, err := s.cfg.Store.EnrollmentKeys(r.Context())
-	if err != nil {
-		s.internalError(w, r, "listing enrollment keys", err)
-		return
-	}
-	out := make([]wire.KeyInfo, 0, len(ks))
-	for _, k := range ks {
-		out = append(out, keyInfo(k))
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveList(s, w, r, "listing enrollment keys", s.cfg.Store.EnrollmentKeys, keyInfo)
 }
 
 func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
@@ -225,16 +216,7 @@ func (s *Server) nodeInfo(n store.Node) wire.NodeInfo {
 }
 
 func (s *Server) handleListNodes(w http.ResponseWriter, r *http.Request) {
-	ns, err := s.cfg.Store.Nodes(r.Context())
-	if err != nil {
-		s.internalError(w, r, "listing nodes", err)
-		return
-	}
-	out := make([]wire.NodeInfo, 0, len(ns))
-	for _, n := range ns {
-		out = append(out, s.nodeInfo(n))
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveList(s, w, r, "listing nodes", s.cfg.Store.Nodes, s.nodeInfo)
 }
 
 // lookupNode finds a node by ID, then by name. On failure it writes the

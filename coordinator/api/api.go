@@ -21,6 +21,7 @@
 package api
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -234,6 +235,23 @@ func decodeLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) boo
 		writeError(w, http.StatusBadRequest, "malformed request body: "+strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return false
+}
+
+// serveList answers a list request: it loads the items, converts each with
+// conv and writes them as a JSON array (never null). op names the listing
+// for the error a failed load gives.
+func serveList[S, W any](s *Server, w http.ResponseWriter, r *http.Request, op string,
+	load func(context.Context) ([]S, error), conv func(S) W) {
+	items, err := load(r.Context())
+	if err != nil {
+		s.internalError(w, r, op, err)
+		return
+	}
+	out := make([]W, 0, len(items))
+	for _, it := range items {
+		out = append(out, conv(it))
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // internalError logs err and answers 500 without details.

@@ -93,16 +93,7 @@ func (s *Server) handleGetPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListPolicies(w http.ResponseWriter, r *http.Request) {
-	ps, err := s.cfg.Store.Policies(r.Context())
-	if err != nil {
-		s.internalError(w, r, "listing policies", err)
-		return
-	}
-	out := make([]wire.PolicyInfo, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, policyInfo(p))
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveList(s, w, r, "listing policies", s.cfg.Store.Policies, policyInfo)
 }
 
 // lookupPolicyVersion reads the version named in the path. On failure it

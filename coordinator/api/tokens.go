@@ -127,16 +127,7 @@ func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListTokens(w http.ResponseWriter, r *http.Request) {
-	ts, err := s.cfg.Store.APITokens(r.Context())
-	if err != nil {
-		s.internalError(w, r, "listing API tokens", err)
-		return
-	}
-	out := make([]wire.TokenInfo, 0, len(ts))
-	for _, t := range ts {
-		out = append(out, tokenInfo(t))
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveList(s, w, r, "listing API tokens", s.cfg.Store.APITokens, tokenInfo)
 }
 
 func (s *Server) handleRevokeToken(w http.ResponseWriter, r *http.Request) {
