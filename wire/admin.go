@@ -19,6 +19,15 @@ type CreateKeyRequest struct {
 	// Expiry is the key's lifetime from now; zero means the default (24h).
 	// It is capped at 90 days.
 	Expiry time.Duration `json:"expiry,omitempty"`
+	// NodeExpiry is the key expiry of the nodes this key enrolls, from
+	// their enrollment; zero means the coordinator's default.
+	NodeExpiry time.Duration `json:"node_expiry,omitempty"`
+	// NoNodeExpiry makes the nodes it enrolls never expire; only for keys
+	// with tags (server nodes).
+	NoNodeExpiry bool `json:"no_node_expiry,omitempty"`
+	// MaxUses bounds how many nodes a reusable key enrolls; zero means no
+	// bound but the key's expiry.
+	MaxUses int `json:"max_uses,omitempty"`
 }
 
 // KeyInfo describes an enrollment key. It never carries the secret.
@@ -32,6 +41,11 @@ type KeyInfo struct {
 	Expires     time.Time  `json:"expires"`
 	Revoked     *time.Time `json:"revoked,omitempty"`
 	Uses        int        `json:"uses"`
+	// NodeExpiry, NoNodeExpiry and MaxUses are as in CreateKeyRequest;
+	// NodeExpiry is the effective value.
+	NodeExpiry   time.Duration `json:"node_expiry,omitempty"`
+	NoNodeExpiry bool          `json:"no_node_expiry,omitempty"`
+	MaxUses      int           `json:"max_uses,omitempty"`
 }
 
 // CreateKeyResponse is the only place the full key ever appears.
@@ -47,6 +61,20 @@ type NodeInfo struct {
 	Online   bool      `json:"online"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	KeyID    string    `json:"enrollment_key_id,omitempty"`
+	// Expired reports that KeyExpiry has passed.
+	Expired bool `json:"expired,omitempty"`
+	// Quarantined nodes keep only the access of rules that name
+	// "status:quarantined".
+	Quarantined bool `json:"quarantined,omitempty"`
+	// QuarantineReason says why, as the quarantining caller gave it.
+	QuarantineReason string `json:"quarantine_reason,omitempty"`
+	// Posture is the node's last reported posture, nil if it never sent one.
+	Posture *Posture `json:"posture,omitempty"`
+	// CertExpires is the expiry of the node's current certificate.
+	CertExpires time.Time `json:"cert_expires,omitzero"`
+	// TrustRule names the workload identity trust rule the node enrolled
+	// under, if it did.
+	TrustRule string `json:"trust_rule,omitempty"`
 }
 
 // PathTokens manages admin API tokens: GET list, POST create;

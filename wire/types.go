@@ -33,6 +33,13 @@ type EnrollRequest struct {
 	// Endpoints are underlay addresses where the node's WireGuard socket
 	// may be reached, best first.
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// Posture is the node's self-reported posture at enrollment.
+	Posture *Posture `json:"posture,omitempty"`
+	// IDToken, instead of AuthKey, is a workload identity (OIDC) token
+	// issued by a CI system; the coordinator enrolls the node under the
+	// first trust rule the token satisfies (see TrustRule). Exactly one of
+	// AuthKey and IDToken is set.
+	IDToken string `json:"id_token,omitempty"`
 }
 
 // EnrollResponse answers a successful enrollment.
@@ -66,6 +73,9 @@ type RenewResponse struct {
 // UpdateRequest reports what changed on the node. Nil fields are unchanged.
 type UpdateRequest struct {
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// Posture, when set, replaces the node's reported posture; the
+	// coordinator re-evaluates the node's access at once.
+	Posture *Posture `json:"posture,omitempty"`
 }
 
 // Node is what the coordinator tells about one node: to itself as Self, to
@@ -82,6 +92,11 @@ type Node struct {
 	Tags      []Tag            `json:"tags,omitempty"`
 	Ephemeral bool             `json:"ephemeral,omitempty"`
 	Created   time.Time        `json:"created"`
+	// KeyExpiry is when the node's enrollment expires; zero means never.
+	// From that instant every receiver drops the node on its own clock,
+	// whether or not the coordinator is reachable, and a node whose own
+	// key expired drops all of its peers.
+	KeyExpiry time.Time `json:"key_expiry,omitzero"`
 }
 
 // Peer is a node as another node (the receiver) sees it.

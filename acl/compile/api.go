@@ -30,6 +30,11 @@ type Node struct {
 	Owner string
 	// Addresses are carried through for Pairs; they never decide access.
 	Addresses []netip.Prefix
+	// Posture is the node's reported posture (wire.Posture.Attrs); nil if
+	// it never reported one, which satisfies no posture condition.
+	Posture map[string]string
+	// Quarantined nodes are selected only by "status:quarantined".
+	Quarantined bool
 }
 
 // Grant is an approved just-in-time session: Src may open flows to the

@@ -112,6 +112,12 @@ type Identity struct {
 	// Owner is the user who enrolled an untagged node; tagged nodes have
 	// no owner for policy purposes.
 	Owner string
+	// Posture is the node's reported posture attributes
+	// (wire.Posture.Attrs); nil satisfies no posture condition.
+	Posture map[string]string
+	// Quarantined nodes are selected only by "status:quarantined", and
+	// "status:quarantined" selects only them.
+	Quarantined bool
 }
 
 // Target is a destination of a rule: the nodes Sel names, on Ports. For a

@@ -133,6 +133,9 @@ func New(cfg Config) *Server {
 	s.route(wire.PathAccess+"/{id}/revoke", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeAccessApprove, s.handleRevokeAccess)})
 	s.route(wire.PathAudit, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeAuditRead, s.handleListAudit)})
 	s.route(wire.PathAuditVerify, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeAuditRead, s.handleVerifyAudit)})
+	s.routeIdentity()
+	s.routeFlows()
+	s.routeFederation()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.URL.Path)
 	})

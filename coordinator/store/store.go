@@ -203,6 +203,18 @@ type Store interface {
 	// them as a stream (bounded memory), until fn returns an error.
 	WalkAudit(ctx context.Context, fn func(audit.Record) error) error
 
+	// --- Identity: node expiry, quarantine, posture, tags (issue 4). ---
+	// (end of identity methods)
+
+	// --- Flow logs (issue 4). ---
+	// (end of flow methods)
+
+	// --- Workload identity federation and ephemeral nodes (issue 5). ---
+	// (end of federation methods)
+
+	// --- Console accounts and sessions (issue 6). ---
+	// (end of console methods)
+
 	// Check runs the database's integrity and foreign-key checks.
 	Check(ctx context.Context) error
 	// Close releases the database.

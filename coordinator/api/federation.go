@@ -1,0 +1,4 @@
+package api
+
+// routeFederation registers the workload identity trust rule routes.
+func (s *Server) routeFederation() {}

@@ -1,0 +1,4 @@
+package api
+
+// routeFlows registers the flow log routes.
+func (s *Server) routeFlows() {}
