@@ -393,25 +393,14 @@ func (a *Agent) RequestAccess(ctx context.Context, req wire.NodeAccessRequest) (
 	case strings.TrimSpace(req.Reason) == "":
 		return wire.AccessRequest{}, localapi.Errorf(http.StatusBadRequest, "access request: a reason is required")
 	}
-	a.mu.Lock()
-	st, s, refused, lastErr := a.st, a.sess, a.refused, a.lastErr
-	a.mu.Unlock()
-	switch {
-	case st == nil:
-		return wire.AccessRequest{}, localapi.Errorf(http.StatusConflict, "not enrolled: run latch up first")
-	case s == nil || s.client == nil:
-		return wire.AccessRequest{}, localapi.Errorf(http.StatusConflict, "latch is down: run latch up first")
-	case refused:
-		return wire.AccessRequest{}, localapi.Errorf(http.StatusConflict, "the coordinator refuses this node: %s", lastErr)
+	c, err := a.coordinatorClient()
+	if err != nil {
+		return wire.AccessRequest{}, err
 	}
-	resp, err := s.client.RequestAccess(ctx, req)
+	resp, err := c.RequestAccess(ctx, req)
 	if err != nil {
 		a.log.Warn("access request failed", "to", req.To, logErr, err)
-		var ae *control.APIError
-		if errors.As(err, &ae) && ae.Status/100 == 4 {
-			return wire.AccessRequest{}, &localapi.Error{Status: ae.Status, Message: err.Error()}
-		}
-		return wire.AccessRequest{}, &localapi.Error{Status: http.StatusBadGateway, Message: err.Error()}
+		return wire.AccessRequest{}, coordinatorError(err)
 	}
 	a.log.Info("access requested", "id", resp.ID, "to", req.To, "port", req.Port, "duration", req.Duration, "state", resp.State)
 	return resp, nil

@@ -18,7 +18,8 @@ import "time"
 //
 // Node call (mTLS, the requesting node is the grant's source):
 //
-//	POST PathNodeAccess  NodeAccessRequest -> AccessRequest
+//	POST PathNodeAccess       NodeAccessRequest -> AccessRequest
+//	GET  PathNodeAccess/{id}  -> AccessRequest (the calling node's own requests only)
 //
 // A policy that fails to parse, validate or pass its tests is refused with
 // 400 and a PolicyError body; the stored policy stays as it was.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/latchnet/latch/wire"
@@ -56,6 +57,13 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 func (c *Client) RequestAccess(ctx context.Context, req wire.NodeAccessRequest) (wire.AccessRequest, error) {
 	var resp wire.AccessRequest
 	err := c.do(ctx, http.MethodPost, PathAccess, req, &resp)
+	return resp, err
+}
+
+// AccessRequest calls GET /v1/access/{id}.
+func (c *Client) AccessRequest(ctx context.Context, id string) (wire.AccessRequest, error) {
+	var resp wire.AccessRequest
+	err := c.do(ctx, http.MethodGet, PathAccess+"/"+url.PathEscape(id), nil, &resp)
 	return resp, err
 }
 

@@ -52,6 +52,13 @@ func (b *fakeBackend) RequestAccess(ctx context.Context, req wire.NodeAccessRequ
 	return wire.AccessRequest{ID: "ar1", To: req.To, Port: req.Port, Duration: req.Duration, Reason: req.Reason, State: wire.AccessPending}, nil
 }
 
+func (b *fakeBackend) AccessRequest(ctx context.Context, id string) (wire.AccessRequest, error) {
+	if id != "ar1" {
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusNotFound, "access request %q not found", id)
+	}
+	return wire.AccessRequest{ID: "ar1", To: "svc:db", State: wire.AccessApproved}, nil
+}
+
 // serve starts the API over b on a socket in a temp dir.
 func serve(t *testing.T, b localapi.Backend) (*localapi.Client, string) {
 	t.Helper()
@@ -98,6 +105,12 @@ func TestClientServerRoundTrip(t *testing.T) {
 	}
 	if want := (wire.NodeAccessRequest{To: "svc:db", Port: 5432, Duration: 30 * time.Minute, Reason: "INC-42"}); b.accessReq != want {
 		t.Errorf("backend got %+v, want %+v", b.accessReq, want)
+	}
+	if ar, err := c.AccessRequest(ctx, "ar1"); err != nil || ar.State != wire.AccessApproved {
+		t.Errorf("AccessRequest(ar1) = %+v, %v", ar, err)
+	}
+	if _, err := c.AccessRequest(ctx, "ar2"); err == nil || err.Error() != `access request "ar2" not found` {
+		t.Errorf("AccessRequest(ar2) error = %v", err)
 	}
 	if _, err := c.RequestAccess(ctx, wire.NodeAccessRequest{To: "svc:nope"}); err == nil || err.Error() != "no access rule lets this node request svc:nope" {
 		t.Errorf("refused RequestAccess error = %v", err)

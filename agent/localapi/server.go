@@ -30,6 +30,9 @@ type Backend interface {
 	// this node and returns the request as recorded (pending, or
 	// approved at once when the policy auto-approves it).
 	RequestAccess(ctx context.Context, req wire.NodeAccessRequest) (wire.AccessRequest, error)
+	// AccessRequest returns one of this node's own access requests as
+	// the coordinator holds it now.
+	AccessRequest(ctx context.Context, id string) (wire.AccessRequest, error)
 }
 
 // Error is a backend failure with the HTTP status to answer; other
@@ -60,6 +63,7 @@ func NewHandler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET "+PathStatus, s.status)
 	mux.HandleFunc("POST "+PathPing, s.ping)
 	mux.HandleFunc("POST "+PathAccess, s.requestAccess)
+	mux.HandleFunc("GET "+PathAccess+"/{id}", s.accessRequest)
 	mux.HandleFunc("POST "+PathRotate, s.rotate)
 	return mux
 }
@@ -136,6 +140,15 @@ func (s *server) requestAccess(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := s.b.RequestAccess(r.Context(), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *server) accessRequest(w http.ResponseWriter, r *http.Request) {
+	resp, err := s.b.AccessRequest(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeError(w, err)
 		return

@@ -8,7 +8,8 @@
 //	POST /v1/down                -> 204
 //	GET  /v1/status              -> Status
 //	POST /v1/ping    PingRequest -> application/x-ndjson of PingEvent
-//	POST /v1/access  wire.NodeAccessRequest -> wire.AccessRequest
+//	POST /v1/access       wire.NodeAccessRequest -> wire.AccessRequest
+//	GET  /v1/access/{id}  -> wire.AccessRequest (one of this node's own)
 //	POST /v1/rotate              -> RotateResponse
 //
 // Failures answer {"error": "one line"} with a 4xx or 5xx status.

@@ -50,6 +50,31 @@ func TestAccessRequestGoesThroughTheAgent(t *testing.T) {
 	}
 }
 
+func TestAccessRequestWaitsForTheDecision(t *testing.T) {
+	defer func(d time.Duration) { accessPollInterval = d }(accessPollInterval)
+	accessPollInterval = time.Millisecond
+	req := []string{"access", "request", "--to", "svc:db", "--port", "5432", "--for", "30m", "--reason", "INC-42", "--wait"}
+
+	f := &fakeAgent{polls: []string{wire.AccessPending, wire.AccessPending, wire.AccessApproved}}
+	code, out, errOut := cli(t, serveAgent(t, f), req...)
+	if code != 0 || errOut != "" || f.npoll != 3 ||
+		!regexp.MustCompile(`^access request ar1 is pending: svc:db port 5432 for 30m0s; waiting for an approver\naccess request ar1 approved by alice@example.com: svc:db port 5432 until .*\n$`).MatchString(out) {
+		t.Errorf("approved: exit %d after %d polls, stdout %q, stderr %q", code, f.npoll, out, errOut)
+	}
+
+	f = &fakeAgent{polls: []string{wire.AccessDenied}}
+	code, _, errOut = cli(t, serveAgent(t, f), req...)
+	if code != 1 || errOut != "latch: access request ar1 is denied: use the read replica\n" {
+		t.Errorf("denied: exit %d, stderr %q", code, errOut)
+	}
+
+	f = &fakeAgent{polls: []string{wire.AccessPending}}
+	code, _, errOut = cli(t, serveAgent(t, f), append(req, "--wait-timeout", "50ms")...)
+	if code != 1 || errOut != "latch: access request ar1 is still pending after 50ms; it stays open (latch access list)\n" {
+		t.Errorf("timeout: exit %d, stderr %q", code, errOut)
+	}
+}
+
 func TestAccessRequestUsageErrors(t *testing.T) {
 	ok := []string{"--to", "svc:db", "--for", "30m", "--reason", "INC-42"}
 	without := func(flag string) []string {

@@ -21,13 +21,15 @@ func accessRequestCommand() *command {
 	return &command{
 		name:    "request",
 		summary: "ask for just-in-time access from this node to a service (through latchd)",
-		usage:   "access request --to svc:NAME [--port N] --for DURATION --reason TEXT [--json]",
+		usage:   "access request --to svc:NAME [--port N] --for DURATION --reason TEXT [--wait [--wait-timeout D]] [--json]",
 		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			socket := socketFlag(fs, e)
 			to := fs.String("to", "", "the `service` to reach, svc:NAME (required)")
 			port := fs.Int("port", 0, "one `port` of the service (default: all of its ports)")
 			dur := fs.Duration("for", 0, "how long the access should last, e.g. 30m (required; the policy caps it)")
 			reason := fs.String("reason", "", "why, for the approver and the audit log, e.g. a ticket (required)")
+			wait := fs.Bool("wait", false, "wait until an approver decides; exit 0 once approved, 1 if denied")
+			waitTimeout := fs.Duration("wait-timeout", 15*time.Minute, "give up waiting after this `duration` (the request stays pending)")
 			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs("access request", args, 0, ""); err != nil {
@@ -46,12 +48,23 @@ func accessRequestCommand() *command {
 					return usagef("access request: --for must be positive")
 				case strings.TrimSpace(*reason) == "":
 					return usagef("access request: --reason is required")
+				case *wait && *waitTimeout <= 0:
+					return usagef("access request: --wait-timeout must be positive")
 				}
-				ar, err := localapi.NewClient(*socket).RequestAccess(ctx, wire.NodeAccessRequest{
+				c := localapi.NewClient(*socket)
+				ar, err := c.RequestAccess(ctx, wire.NodeAccessRequest{
 					To: *to, Port: uint16(*port), Duration: *dur, Reason: *reason,
 				})
 				if err != nil {
 					return err
+				}
+				if *wait && ar.State == wire.AccessPending {
+					if !*asJSON {
+						fmt.Fprintf(e.stdout, "access request %s is pending: %s for %s; waiting for an approver\n", ar.ID, accessTarget(ar), ar.Duration)
+					}
+					if ar, err = waitForDecision(ctx, c, ar, *waitTimeout); err != nil {
+						return err
+					}
 				}
 				if *asJSON {
 					return writeJSON(e.stdout, ar)
@@ -70,6 +83,34 @@ func accessRequestCommand() *command {
 			}
 		},
 	}
+}
+
+// accessPollInterval is how often --wait asks for the request's state.
+var accessPollInterval = time.Second
+
+// waitForDecision polls the agent until the request is no longer pending,
+// ctx ends or timeout passes.
+func waitForDecision(ctx context.Context, c *localapi.Client, ar wire.AccessRequest, timeout time.Duration) (wire.AccessRequest, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(accessPollInterval)
+	defer tick.Stop()
+	for ar.State == wire.AccessPending {
+		select {
+		case <-ctx.Done():
+			return ar, fmt.Errorf("access request %s is still pending after %s; it stays open (latch access list)", ar.ID, timeout)
+		case <-tick.C:
+		}
+		next, err := c.AccessRequest(ctx, ar.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // reported as still pending above
+			}
+			return ar, err
+		}
+		ar = next
+	}
+	return ar, nil
 }
 
 // accessTarget renders what a request is for: "svc:db" or "svc:db port 5432".

@@ -141,6 +141,10 @@ type fakeAgent struct {
 	downs   int
 	replies []localapi.PingReply
 	access  []wire.NodeAccessRequest
+	// polls are the states AccessRequest returns, one per call; the last
+	// one repeats.
+	polls []string
+	npoll int
 }
 
 func (f *fakeAgent) Up(ctx context.Context, req localapi.UpRequest) (localapi.UpResponse, error) {
@@ -194,6 +198,24 @@ func (f *fakeAgent) RequestAccess(ctx context.Context, req wire.NodeAccessReques
 		ar.State, ar.DecisionReason = wire.AccessDenied, "not during a freeze"
 	case "svc:secret":
 		return wire.AccessRequest{}, localapi.Errorf(http.StatusForbidden, "requesting access: no access rule lets web-1 request svc:secret")
+	}
+	return ar, nil
+}
+
+func (f *fakeAgent) AccessRequest(ctx context.Context, id string) (wire.AccessRequest, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id != "ar1" || len(f.polls) == 0 {
+		return wire.AccessRequest{}, localapi.Errorf(http.StatusNotFound, "reading access request: access request %q not found", id)
+	}
+	st := f.polls[min(f.npoll, len(f.polls)-1)]
+	f.npoll++
+	ar := wire.AccessRequest{ID: "ar1", Src: "n7", SrcName: "web-1", To: "svc:db", Port: 5432, Duration: 30 * time.Minute, State: st}
+	switch st {
+	case wire.AccessApproved:
+		ar.Approver, ar.Expires = "alice@example.com", time.Now().Add(30*time.Minute)
+	case wire.AccessDenied:
+		ar.Approver, ar.DecisionReason = "alice@example.com", "use the read replica"
 	}
 	return ar, nil
 }

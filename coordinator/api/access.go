@@ -194,6 +194,24 @@ func (s *Server) handleNodeAccess(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// handleGetNodeAccess answers a node asking about one of its own access
+// requests (latch access request --wait). Another node's request is
+// reported as not found, so a node learns nothing of others' requests.
+func (s *Server) handleGetNodeAccess(w http.ResponseWriter, r *http.Request) {
+	n := nodeFrom(r)
+	id := r.PathValue("id")
+	ar, err := s.cfg.Store.AccessRequest(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && ar.Src != n.ID {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("access request %q not found", truncate(id, 20)))
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, "reading access request", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, accessInfo(ar))
+}
+
 // micro is t as the store keeps it.
 func micro(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 

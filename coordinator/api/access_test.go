@@ -70,6 +70,20 @@ func TestGrantIsApprovedThenExpiresOnTheCoordinatorClock(t *testing.T) {
 	e.as(alice, http.MethodPost, path+"/approve", nil, http.StatusConflict, nil)
 	e.as(alice, http.MethodPost, path+"/deny", nil, http.StatusConflict, nil)
 
+	// The requesting node reads its own request's decision (latch access
+	// request --wait); another node cannot read it.
+	var mine wire.AccessRequest
+	status, b := e.do(h.ci.client, http.MethodGet, wire.PathNodeAccess+"/"+req.ID, agentHdr(), nil)
+	if status != http.StatusOK || json.Unmarshal(b, &mine) != nil || mine.State != wire.AccessApproved || mine.Approver != "alice@example.com" {
+		t.Fatalf("own request: %d %s", status, b)
+	}
+	if status, b := e.do(h.web.client, http.MethodGet, wire.PathNodeAccess+"/"+req.ID, agentHdr(), nil); status != http.StatusNotFound {
+		t.Fatalf("another node's request: %d %s, want 404", status, b)
+	}
+	if status, b := e.do(e.client, http.MethodGet, wire.PathNodeAccess+"/"+req.ID, agentHdr(), nil); status != http.StatusUnauthorized {
+		t.Fatalf("no client certificate: %d %s, want 401", status, b)
+	}
+
 	// ci now sees db; db admits ci by the grant's rule until it expires.
 	ci.next()
 	if !slices.Equal(ci.peers(), []string{"db"}) {

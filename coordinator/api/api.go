@@ -103,6 +103,7 @@ func New(cfg Config) *Server {
 	s.route(wire.PathRenew, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleRenew))})
 	s.route(wire.PathRotate, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleRotate))})
 	s.route(wire.PathNodeAccess, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleNodeAccess))})
+	s.route(wire.PathNodeAccess+"/{id}", map[string]http.HandlerFunc{http.MethodGet: s.agent(s.node(s.handleGetNodeAccess))})
 
 	s.route(wire.PathKeys, map[string]http.HandlerFunc{
 		http.MethodGet:  s.admin(wire.ScopeKeysWrite, s.handleListKeys),
