@@ -152,6 +152,9 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if !s.mayAssignTags(w, r, req.Tags) {
+		return
+	}
 	if req.Expiry == 0 {
 		req.Expiry = DefaultKeyExpiry
 	}
