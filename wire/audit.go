@@ -14,7 +14,9 @@ import (
 // are listed (use it to page through the whole log); without it the
 // newest limit records are.
 //
-// GET PathAuditVerify re-walks the whole hash chain.
+// GET PathAuditVerify re-walks the whole hash chain; with
+// ?anchor=SEQ:HASH (an earlier answer's Anchor) it also checks that
+// record SEQ is still there with that hash.
 const (
 	PathAudit       = "/api/v1/audit"
 	PathAuditVerify = "/api/v1/audit/verify"
@@ -47,6 +49,10 @@ type AuditVerifyResponse struct {
 	// Head is the hash of the last valid record; keeping a copy of Head
 	// and Count elsewhere also detects records removed from the end.
 	Head string `json:"head,omitempty"`
+	// Anchor is the last valid record as "SEQ:HASH". Passing it back later
+	// (GET PathAuditVerify?anchor=SEQ:HASH) makes verification also fail
+	// when records were cut off the end or the chain was rewritten.
+	Anchor string `json:"anchor,omitempty"`
 	// BrokenSeq and Problem name the first broken record when not OK.
 	BrokenSeq int64  `json:"broken_seq,omitempty"`
 	Problem   string `json:"problem,omitempty"`

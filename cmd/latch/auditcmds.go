@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -143,20 +146,39 @@ func auditVerifyCommand() *command {
 	return &command{
 		name:    "verify",
 		summary: "re-walk the audit log's hash chain: OK with the count, or the first broken record",
-		usage:   "audit verify [--json]",
+		usage:   "audit verify [--anchor SEQ:HASH | --anchor-file FILE] [--json]",
 		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			af := addAdminFlags(fs, e)
+			anchor := fs.String("anchor", "", "an earlier verification's `SEQ:HASH`: also fail if that record was removed or rewritten")
+			anchorFile := fs.String("anchor-file", "", "read the anchor from `FILE` if it exists and store the new head there after a good run; keep it off the coordinator")
 			asJSON := fs.Bool("json", false, "print JSON (exit status 1 still reports a broken chain)")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs("audit verify", args, 0, ""); err != nil {
 					return err
 				}
+				if *anchor != "" && *anchorFile != "" {
+					return usagef("audit verify: --anchor and --anchor-file exclude each other")
+				}
+				from := strings.TrimSpace(*anchor)
+				if *anchorFile != "" {
+					b, err := os.ReadFile(*anchorFile)
+					switch {
+					case err == nil:
+						from = strings.TrimSpace(string(b))
+					case !errors.Is(err, os.ErrNotExist):
+						return fmt.Errorf("reading the audit anchor: %v", err)
+					}
+				}
 				c, err := af.client()
 				if err != nil {
 					return err
 				}
+				path := wire.PathAuditVerify
+				if from != "" {
+					path += "?anchor=" + url.QueryEscape(from)
+				}
 				var resp wire.AuditVerifyResponse
-				if err := c.do(ctx, http.MethodGet, wire.PathAuditVerify, nil, &resp); err != nil {
+				if err := c.do(ctx, http.MethodGet, path, nil, &resp); err != nil {
 					return fmt.Errorf("verifying the audit log: %w", err)
 				}
 				if *asJSON {
@@ -167,15 +189,44 @@ func auditVerifyCommand() *command {
 				if !resp.OK {
 					return fmt.Errorf("audit log broken at record %d: %s (%d records before it verify)", resp.BrokenSeq, resp.Problem, resp.Count)
 				}
+				if *anchorFile != "" && resp.Anchor != "" {
+					if err := writeFileAtomic(*anchorFile, []byte(resp.Anchor+"\n")); err != nil {
+						return fmt.Errorf("storing the audit anchor: %v", err)
+					}
+				}
 				if !*asJSON {
 					if resp.Count == 0 {
 						fmt.Fprintln(e.stdout, "audit log OK: no records yet")
 					} else {
 						fmt.Fprintf(e.stdout, "audit log OK: %d records, head %s\n", resp.Count, resp.Head)
 					}
+					if resp.Anchor != "" {
+						fmt.Fprintf(e.stdout, "anchor: %s (keep it off the coordinator; pass it to --anchor to detect removed records)\n", resp.Anchor)
+					}
 				}
 				return nil
 			}
 		},
 	}
+}
+
+// writeFileAtomic replaces name with data, never leaving a partial file.
+func writeFileAtomic(name string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), name)
 }

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +22,8 @@ type fakeAudit struct {
 	mu     sync.Mutex
 	broken bool
 	query  []string // raw queries of list calls
+	// anchors are the anchor parameters of verify calls.
+	anchors []string
 }
 
 func (f *fakeAudit) routes(mux *http.ServeMux) {
@@ -53,12 +58,13 @@ func (f *fakeAudit) routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/audit/verify", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		broken := f.broken
+		f.anchors = append(f.anchors, r.URL.Query().Get("anchor"))
 		f.mu.Unlock()
 		if broken {
 			json.NewEncoder(w).Encode(wire.AuditVerifyResponse{Count: 41, Head: "h41", BrokenSeq: 42, Problem: "hash does not match the record's content: the record was edited"})
 			return
 		}
-		json.NewEncoder(w).Encode(wire.AuditVerifyResponse{OK: true, Count: int64(f.n), Head: fmt.Sprintf("h%d", f.n)})
+		json.NewEncoder(w).Encode(wire.AuditVerifyResponse{OK: true, Count: int64(f.n), Head: fmt.Sprintf("h%d", f.n), Anchor: fmt.Sprintf("%d:h%d", f.n, f.n)})
 	})
 }
 
@@ -108,12 +114,37 @@ func TestAuditVerbs(t *testing.T) {
 		t.Errorf("audit list --jsonl --limit 1500: exit %d, %d lines", code, strings.Count(out, "\n"))
 	}
 
-	if code, out, _ = cli(t, vars, "audit", "verify"); code != 0 || out != "audit log OK: 2500 records, head h2500\n" {
+	if code, out, _ = cli(t, vars, "audit", "verify"); code != 0 || out != "audit log OK: 2500 records, head h2500\nanchor: 2500:h2500 (keep it off the coordinator; pass it to --anchor to detect removed records)\n" {
 		t.Errorf("audit verify: exit %d, %q", code, out)
 	}
+	// --anchor-file: no anchor the first time, then the stored head is
+	// checked and replaced by the new one after a good run.
+	anchorFile := filepath.Join(t.TempDir(), "audit-anchor")
+	if code, _, errOut := cli(t, vars, "audit", "verify", "--anchor-file", anchorFile); code != 0 {
+		t.Fatalf("audit verify --anchor-file: exit %d, %s", code, errOut)
+	}
 	f.mu.Lock()
+	f.n = 2600
+	f.mu.Unlock()
+	if code, _, errOut := cli(t, vars, "audit", "verify", "--anchor-file", anchorFile); code != 0 {
+		t.Fatalf("audit verify --anchor-file again: exit %d, %s", code, errOut)
+	}
+	if b, err := os.ReadFile(anchorFile); err != nil || string(b) != "2600:h2600\n" {
+		t.Errorf("anchor file holds %q, %v", b, err)
+	}
+	cli(t, vars, "audit", "verify", "--anchor", "7:h7")
+	f.mu.Lock()
+	if got := f.anchors[len(f.anchors)-3:]; !slices.Equal(got, []string{"", "2500:h2500", "7:h7"}) {
+		t.Errorf("anchors sent: %q", got)
+	}
 	f.broken = true
 	f.mu.Unlock()
+	if code, _, _ := cli(t, vars, "audit", "verify", "--anchor-file", anchorFile); code != 1 {
+		t.Errorf("broken chain with --anchor-file: exit %d", code)
+	}
+	if b, _ := os.ReadFile(anchorFile); string(b) != "2600:h2600\n" {
+		t.Errorf("a broken chain replaced the anchor: %q", b)
+	}
 	code, out, errOut = cli(t, vars, "audit", "verify")
 	if code != 1 || out != "" || !strings.Contains(errOut, "audit log broken at record 42: hash does not match") || !strings.Contains(errOut, "41 records before it verify") {
 		t.Errorf("audit verify of a broken chain: exit %d, stdout %q, stderr %q", code, out, errOut)

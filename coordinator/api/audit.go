@@ -117,8 +117,20 @@ func (s *Server) handleListAudit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleVerifyAudit(w http.ResponseWriter, r *http.Request) {
-	v, err := store.VerifyAudit(r.Context(), s.cfg.Store)
+	var anchor *audit.Anchor
+	if a := r.URL.Query().Get("anchor"); a != "" {
+		parsed, err := audit.ParseAnchor(a)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		anchor = &parsed
+	}
+	v, err := store.VerifyAudit(r.Context(), s.cfg.Store, anchor)
 	resp := wire.AuditVerifyResponse{OK: err == nil, Count: v.Count(), Head: v.Head()}
+	if h := v.HeadAnchor(); h.Seq > 0 {
+		resp.Anchor = h.String()
+	}
 	var broken *audit.BrokenError
 	switch {
 	case err == nil:

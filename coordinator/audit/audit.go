@@ -25,6 +25,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -148,10 +150,44 @@ func Seal(r *Record, prevSeq int64, prevHash string) {
 
 // Verifier checks a chain one record at a time, in sequence order, in
 // constant memory.
+//
+// Records cut off the end of the chain leave a shorter chain that is still
+// consistent, so they can only be detected against a head kept elsewhere:
+// an Anchor, a (seq, hash) pair read from an earlier verification.
 type Verifier struct {
+	// Anchor, when set, must be part of the chain: Finish reports a chain
+	// that ends before it or holds another record at its place.
+	Anchor *Anchor
+
 	count    int64
 	lastSeq  int64
 	lastHash string
+}
+
+// Anchor is a chain head remembered outside the database: record Seq had
+// hash Hash. Its text form is "SEQ:HASH".
+type Anchor struct {
+	Seq  int64
+	Hash string
+}
+
+func (a Anchor) String() string { return fmt.Sprintf("%d:%s", a.Seq, a.Hash) }
+
+// ParseAnchor parses "SEQ:HASH" (HASH is 64 lowercase hex digits).
+func ParseAnchor(s string) (Anchor, error) {
+	seq, hash, ok := strings.Cut(strings.TrimSpace(s), ":")
+	n, err := strconv.ParseInt(seq, 10, 64)
+	if !ok || err != nil || n < 1 || len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return Anchor{}, fmt.Errorf("invalid audit anchor %q: want SEQ:HASH, as audit verify prints it", truncate(s, 80))
+	}
+	return Anchor{Seq: n, Hash: hash}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // BrokenError reports the first record at which the chain breaks.
@@ -177,10 +213,21 @@ func (v *Verifier) Next(r Record) error {
 		return &BrokenError{Seq: r.Seq, Reason: "previous hash does not match the record before it: a record was removed, inserted or reordered"}
 	case ComputeHash(r) != r.Hash:
 		return &BrokenError{Seq: r.Seq, Reason: "hash does not match the record's content: the record was edited"}
+	case v.Anchor != nil && r.Seq == v.Anchor.Seq && r.Hash != v.Anchor.Hash:
+		return &BrokenError{Seq: r.Seq, Reason: "record differs from the anchor (" + v.Anchor.String() + "): the chain was rewritten from here or before"}
 	}
 	v.count++
 	v.lastSeq = r.Seq
 	v.lastHash = r.Hash
+	return nil
+}
+
+// Finish reports, after the last record, a chain that ends before its
+// Anchor: records were removed from the end.
+func (v *Verifier) Finish() error {
+	if v.Anchor != nil && v.lastSeq < v.Anchor.Seq {
+		return &BrokenError{Seq: v.lastSeq + 1, Reason: fmt.Sprintf("the log ends at record %d but the anchor saw record %d: records removed from the end", v.lastSeq, v.Anchor.Seq)}
+	}
 	return nil
 }
 
@@ -189,6 +236,10 @@ func (v *Verifier) Count() int64 { return v.count }
 
 // Head returns the hash of the last record verified, "" if none.
 func (v *Verifier) Head() string { return v.lastHash }
+
+// HeadAnchor returns the last record verified as an anchor for later
+// verifications; the zero Anchor if none.
+func (v *Verifier) HeadAnchor() Anchor { return Anchor{Seq: v.lastSeq, Hash: v.lastHash} }
 
 type entryKey struct{}
 

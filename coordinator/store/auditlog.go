@@ -181,12 +181,14 @@ func (s *SQLite) WalkAudit(ctx context.Context, fn func(audit.Record) error) err
 	return nil
 }
 
-// VerifyAudit walks the whole chain of st with an audit.Verifier. It
-// returns the verifier (count and head of the valid prefix) and a
-// *audit.BrokenError at the first broken record, or another error if the
-// walk failed.
-func VerifyAudit(ctx context.Context, st Store) (*audit.Verifier, error) {
-	v := &audit.Verifier{}
-	err := st.WalkAudit(ctx, v.Next)
-	return v, err
+// VerifyAudit walks the whole chain of st with an audit.Verifier. With an
+// anchor (a head remembered from an earlier verification) it also
+// detects records removed from the end. It returns the verifier (for
+// Count and Head) and a *audit.BrokenError for a broken chain.
+func VerifyAudit(ctx context.Context, st Store, anchor *audit.Anchor) (*audit.Verifier, error) {
+	v := &audit.Verifier{Anchor: anchor}
+	if err := st.WalkAudit(ctx, v.Next); err != nil {
+		return v, err
+	}
+	return v, v.Finish()
 }

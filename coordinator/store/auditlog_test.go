@@ -194,7 +194,7 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 					t.Fatalf("tampering %q: %v", q, err)
 				}
 			}
-			v, err := VerifyAudit(ctx, s)
+			v, err := VerifyAudit(ctx, s, nil)
 			if tc.wantSeq == 0 {
 				if err != nil || v.Count() != n {
 					t.Fatalf("verify: count %d, err %v; want %d, nil", v.Count(), err, n)
@@ -300,9 +300,97 @@ func BenchmarkVerify100k(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		v, err := VerifyAudit(context.Background(), s)
+		v, err := VerifyAudit(context.Background(), s, nil)
 		if err != nil || v.Count() != 100_000 {
 			b.Fatalf("verify: %d records, %v", v.Count(), err)
+		}
+	}
+}
+
+// Records cut off the end leave a consistent, shorter chain: only a head
+// kept elsewhere (an anchor) reveals them, or a chain rewritten whole.
+func TestAuditAnchorCatchesTruncationAndRewrites(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		tamper     []string
+		appendMore int
+		wantSeq    int64
+		wantReason string
+	}{
+		{"untouched", nil, 0, 0, ""},
+		{"grown since the anchor", nil, 5, 0, ""},
+		{"last two records removed", []string{`DELETE FROM audit_log WHERE seq > 8`}, 0, 9, "removed from the end"},
+		{"every record removed", []string{`DELETE FROM audit_log`}, 0, 1, "removed from the end"},
+		{"rewritten whole and regrown past the anchor", []string{`DELETE FROM audit_log`}, 12, 10, "differs from the anchor"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, path := openTest(t, Options{})
+			appendN(t, s, 10)
+			v, err := VerifyAudit(ctx, s, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			anchor := v.HeadAnchor()
+			db, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			for _, q := range tc.tamper {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.appendMore > 0 {
+				if len(tc.tamper) > 0 {
+					// A rewrite: new content, so new hashes.
+					err := s.writeTx(ctx, func(tx *sql.Tx) error {
+						for i := range tc.appendMore {
+							e := audit.Entry{Time: t0.Add(time.Duration(i) * time.Minute), Actor: "system", Action: audit.PolicySave, Target: "policy"}
+							if err := appendAuditTx(ctx, tx, &e); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					appendN(t, s, tc.appendMore)
+				}
+			}
+			if len(tc.tamper) > 0 && tc.appendMore == 0 {
+				// Without the anchor the shorter chain is consistent.
+				if _, err := VerifyAudit(ctx, s, nil); err != nil {
+					t.Fatalf("without an anchor: %v", err)
+				}
+			}
+			_, err = VerifyAudit(ctx, s, &anchor)
+			if tc.wantSeq == 0 {
+				if err != nil {
+					t.Fatalf("verify with anchor %s: %v", anchor, err)
+				}
+				return
+			}
+			var broken *audit.BrokenError
+			if !errors.As(err, &broken) || broken.Seq != tc.wantSeq || !strings.Contains(broken.Reason, tc.wantReason) {
+				t.Fatalf("verify with anchor %s: %v; want broken at %d (%s)", anchor, err, tc.wantSeq, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestParseAnchor(t *testing.T) {
+	h := strings.Repeat("ab", 32)
+	if a, err := audit.ParseAnchor(" 12:" + h + "\n"); err != nil || a.Seq != 12 || a.Hash != h || a.String() != "12:"+h {
+		t.Fatalf("ParseAnchor = %+v, %v", a, err)
+	}
+	for _, bad := range []string{"", "12", "x:" + h, "0:" + h, "-1:" + h, "12:" + h[:63], "12:" + strings.ToUpper(h), "12:" + h + "00"} {
+		if _, err := audit.ParseAnchor(bad); err == nil {
+			t.Errorf("ParseAnchor(%q) succeeded", bad)
 		}
 	}
 }
