@@ -12,7 +12,7 @@ UNIT_PKGS    = $(shell $(GO) list ./... | grep -v '/e2e$$')
 TEST_TIMEOUT ?= 20m
 E2E_TIMEOUT  ?= 30m
 
-.PHONY: all help build deps test test-unit test-e2e lint demo demo-down bench clean
+.PHONY: all help build deps test test-unit test-e2e lint demo demo-down bench churn clean
 
 all: build
 
@@ -22,7 +22,8 @@ help:
 	@echo "make test-unit  unit tests only; make test-e2e: e2e only, verbose"
 	@echo "make demo       start a coordinator and three agents in namespaces"
 	@echo "make demo-down  stop the demo and remove everything it made"
-	@echo "make bench      iperf3 through Latch, bare wireguard-go and veth"
+	@echo "make bench      iperf3 through Latch, bare wireguard-go and veth; then make churn"
+	@echo "make churn      500 ephemeral runners enrolling and leaving (docs/ephemeral.md)"
 	@echo "make lint       go vet and staticcheck ($(STATICCHECK_VERSION))"
 	@echo "make clean      remove bin/"
 
@@ -75,6 +76,16 @@ bench: build
 	$(GO) build -o $(BIN)/wireguard-go golang.zx2c4.com/wireguard
 	$(GO) build -o $(BIN)/latch-bench ./e2e/cmd/latch-bench
 	$(BIN)/latch-bench -bin $(BIN)
+	$(MAKE) churn
+
+# Ephemeral churn: 500 runners through a real coordinator (docs/ephemeral.md);
+# make test runs the same test with 40. Figures: bin/churn-metrics.txt.
+CHURN_RUNNERS ?= 500
+churn: build
+	@rm -f $(BIN)/churn-metrics.txt
+	LATCH_BIN_DIR=$(BIN) LATCH_METRICS_FILE=$(BIN)/churn-metrics.txt LATCH_CHURN_RUNNERS=$(CHURN_RUNNERS) \
+		$(GO) test -count=1 -v -timeout 40m -run '^TestEphemeralChurn$$' ./e2e
+	@cat $(BIN)/churn-metrics.txt
 
 clean:
 	rm -rf $(BIN)

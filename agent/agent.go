@@ -38,6 +38,11 @@ type Agent struct {
 	// Run's start, Up, Down and Close. Lock order: opMu, engMu, mu.
 	opMu sync.Mutex
 
+	// applyMu serialises pushing netmaps to the data plane (apply and
+	// enforceExpiry), so a timer's re-apply never pushes an older map
+	// over a newer one. Lock order: opMu, applyMu, engMu, mu.
+	applyMu sync.Mutex
+
 	// engMu guards the two fields below.
 	engMu sync.Mutex
 	// engine is the data plane; nil while down.
@@ -70,9 +75,21 @@ type Agent struct {
 	// lastRotated is when the current WireGuard key was set; zero until
 	// first needed (then read from the key file's time).
 	lastRotated time.Time
+	// nextExpiry is the next node key expiry in netmap (see expiry.go);
+	// zero if none is ahead.
+	nextExpiry time.Time
+	// posture is the posture last collected; nil until first collected.
+	posture *wire.Posture
+	// postureAcked is the posture the coordinator last acknowledged
+	// (at enrollment or by an update); nil if unknown.
+	postureAcked *wire.Posture
 	// changed is closed and replaced whenever a field above changes.
 	changed chan struct{}
 	closed  bool
+
+	// flows aggregates the data plane's flow counts and reports them;
+	// nil when flow logs are off. Set by New, never changed (flows.go).
+	flows *flowReporter
 }
 
 // New opens the state directory and loads the node's identity, if any.
@@ -82,7 +99,7 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	dir, err := state.Open(cfg.StateDir)
+	dir, err := openState(cfg) // leave.go
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +110,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, dir: dir, changed: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.flows = newFlowReporter(cfg)
 
 	st, err := dir.Load()
 	switch {
@@ -142,13 +160,17 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // Close stops every goroutine of the agent and removes the interface. The
 // state directory keeps the wish to run, so a restarted agent comes back
-// up. Close is idempotent.
+// up; an ephemeral node leaves the network first (leave.go). Close is
+// idempotent.
 func (a *Agent) Close() error {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	a.mu.Lock()
 	a.closed = true
 	a.mu.Unlock()
+	if a.ephemeral() {
+		a.leaveLocked(leaveReasonExit) // leave.go
+	}
 	a.cancel()
 	a.stopSessionLocked()
 	return a.closeEngineLocked()
@@ -196,7 +218,8 @@ func (a *Agent) startSessionLocked() {
 		Logger:      a.log,
 		KeepAlive:   a.cfg.KeepAlive,
 	})
-	s := &session{a: a, client: client, kick: make(chan struct{}, 1)}
+	s := &session{a: a, client: client, kick: make(chan struct{}, 1),
+		postureKick: make(chan struct{}, 1), expiryKick: make(chan struct{}, 1)}
 	s.ctx, s.cancel = context.WithCancel(a.ctx)
 	a.mu.Lock()
 	a.sess, a.connected, a.refused, a.live, a.lastErr = s, false, false, false, ""
@@ -211,11 +234,17 @@ func (a *Agent) startSessionLocked() {
 		a.log.Info("starting from cached netmap", logVersion, nm.Version, logPeers, len(nm.Peers))
 		a.apply(s, nm, nil, false)
 	}
-	s.wg.Add(4)
+	s.wg.Add(6)
 	go s.controlLoop()
 	go s.renewLoop()
 	go s.endpointLoop()
 	go s.rotateLoop()
+	if a.flows != nil {
+		s.wg.Add(1)
+		go s.flowLoop()
+	}
+	go s.postureLoop()
+	go s.expiryLoop()
 }
 
 // stopSessionLocked ends the session's goroutines and waits for them. The
@@ -254,22 +283,27 @@ func (a *Agent) closeEngineLocked() error {
 	return nil
 }
 
-// apply pushes nm to the data plane and records it; live netmaps (from the
-// coordinator, verified with signature sig) are also cached on disk with
-// sig. Calls for a session that is no longer current are dropped.
+// apply pushes nm to the data plane (without the nodes whose key expired,
+// see expiry.go) and records it; live netmaps (from the coordinator,
+// verified with signature sig) are also cached on disk with sig. Calls for
+// a session that is no longer current are dropped.
 func (a *Agent) apply(s *session, nm *wire.Netmap, sig []byte, live bool) {
+	a.applyMu.Lock()
 	a.mu.Lock()
 	st, current := a.st, a.sess == s
 	a.mu.Unlock()
 	if !current {
+		a.applyMu.Unlock()
 		return
 	}
-	cfg := ConfigFromNetmap(nm, st.WireGuardKey, a.cfg.ListenPort)
+	now := a.cfg.Now()
+	active, next := activeNetmap(nm, now)
+	cfg := ConfigFromNetmap(active, st.WireGuardKey, a.cfg.ListenPort)
 	err := a.reconfig(st, &cfg, nm.Version)
 
 	a.mu.Lock()
 	if a.sess == s {
-		a.netmap, a.engineErr = nm, err
+		a.netmap, a.engineErr, a.nextExpiry = nm, err, next
 		if err != nil {
 			a.lastErr = err.Error()
 		}
@@ -279,8 +313,12 @@ func (a *Agent) apply(s *session, nm *wire.Netmap, sig []byte, live bool) {
 		a.changedLocked()
 	}
 	a.mu.Unlock()
+	a.applyMu.Unlock()
+	s.kickExpiry()
 	if err != nil {
 		a.log.Error("applying netmap", logVersion, nm.Version, logErr, err)
+	} else if active != nm {
+		a.logExpired(nm, now)
 	}
 	if live {
 		if err := a.dir.SaveNetmap(nm, sig); err != nil {
@@ -296,7 +334,11 @@ func (a *Agent) reconfig(st *state.State, cfg *overlay.Config, version uint64) e
 	defer a.engMu.Unlock()
 	if a.engine == nil {
 		mtu := a.overlayMTU(st.Identity.Coordinator)
-		e, err := a.cfg.NewEngine(EngineOptions{Interface: a.cfg.Interface, MTU: mtu, Logger: a.log})
+		opts := EngineOptions{Interface: a.cfg.Interface, MTU: mtu, Logger: a.log}
+		if a.flows != nil {
+			opts.Flows = a.flows.agg
+		}
+		e, err := a.cfg.NewEngine(opts)
 		if err != nil {
 			return fmt.Errorf("creating the overlay interface: %w", err)
 		}

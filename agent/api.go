@@ -56,17 +56,18 @@ func (a *Agent) upLocked(ctx context.Context, req localapi.UpRequest) (*session,
 	}
 	otherCoord := st != nil && coord != "" && coord != st.Identity.Coordinator
 	enroll := false
+	cred := req.AuthKey != "" || req.IDToken != "" // an enrollment key or an ID token (federation.go)
 	switch {
-	case st == nil && req.AuthKey == "":
-		return nil, false, localapi.Errorf(http.StatusBadRequest, "not enrolled: pass --coordinator and --auth-key")
+	case st == nil && !cred:
+		return nil, false, localapi.Errorf(http.StatusBadRequest, "not enrolled: pass --coordinator and --auth-key (or --id-token)")
 	case st == nil:
 		enroll = true
-	case req.AuthKey != "" && (refused || otherCoord):
+	case cred && (refused || otherCoord):
 		enroll = true
 	case otherCoord:
 		return nil, false, localapi.Errorf(http.StatusBadRequest, "enrolled with %s; pass --auth-key to enroll with %s", st.Identity.Coordinator, coord)
-	case req.AuthKey != "":
-		a.log.Info("already enrolled; the enrollment key was not used")
+	case cred:
+		a.log.Info("already enrolled; the enrollment key or ID token was not used")
 	}
 	if enroll {
 		if coord == "" {
@@ -125,14 +126,17 @@ func (a *Agent) enrollLocked(ctx context.Context, req localapi.UpRequest, coord 
 		a.log.Warn("reading local endpoints", logErr, err)
 	}
 	pub := wire.NodePublic(wgKey.PublicKey())
-	en, err := control.Enroll(ctx, coord, wire.EnrollRequest{
+	posture := a.collectPosture(ctx)
+	en, err := enroll(ctx, coord, req, wire.EnrollRequest{
 		AuthKey:      req.AuthKey,
+		IDToken:      req.IDToken,
 		Hostname:     hostname,
 		Tags:         req.Tags,
-		Ephemeral:    req.Ephemeral,
+		Ephemeral:    req.Ephemeral || a.cfg.MemoryState, // a memory-only node is always ephemeral
 		WireGuardKey: pub,
 		CSR:          csr,
 		Endpoints:    eps,
+		Posture:      &posture,
 	})
 	if err != nil {
 		// Enroll's errors never contain the key.
@@ -150,6 +154,7 @@ func (a *Agent) enrollLocked(ctx context.Context, req localapi.UpRequest, coord 
 			WireGuardKey: pub,
 			NetmapKey:    en.NetmapKey,
 			Enrolled:     a.cfg.Now().UTC(),
+			Ephemeral:    en.Node.Ephemeral,
 		},
 		WireGuardKey: wgKey,
 		CertKey:      certKey,
@@ -166,7 +171,7 @@ func (a *Agent) enrollLocked(ctx context.Context, req localapi.UpRequest, coord 
 	}
 	a.mu.Lock()
 	a.st, a.tlsCert, a.netmap, a.refused, a.lastErr, a.cacheErr = st, tlsCertFor(st), nil, false, "", ""
-	a.lastRotated = time.Time{}
+	a.lastRotated, a.postureAcked = time.Time{}, &posture
 	a.changedLocked()
 	a.mu.Unlock()
 	a.log.Info("enrolled", logNode, en.Node.ID, logName, en.Node.Name, logAddrs, en.Node.Addresses,
@@ -212,7 +217,9 @@ func (a *Agent) waitLive(ctx context.Context, s *session, timeout time.Duration)
 }
 
 // Down disconnects from the coordinator and removes the interface. The
-// node stays enrolled, and stays down across restarts until Up.
+// node stays enrolled, and stays down across restarts until Up; an
+// ephemeral node instead leaves the network and forgets its identity
+// (leave.go).
 func (a *Agent) Down(ctx context.Context) error {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
@@ -224,6 +231,10 @@ func (a *Agent) Down(ctx context.Context) error {
 	}
 	if st == nil {
 		return localapi.Errorf(http.StatusConflict, "not enrolled")
+	}
+	if a.ephemeral() {
+		a.leaveLocked(leaveReasonDown) // leave.go: deleted, not kept
+		return nil
 	}
 	a.stopSessionLocked()
 	err := a.closeEngineLocked()
@@ -242,7 +253,7 @@ func (a *Agent) Down(ctx context.Context) error {
 func (a *Agent) Status(ctx context.Context) (localapi.Status, error) {
 	a.mu.Lock()
 	st, sess, nm := a.st, a.sess, a.netmap
-	out := localapi.Status{LastError: a.lastErrorLocked(), Peers: []localapi.Peer{}}
+	out := localapi.Status{LastError: a.lastErrorLocked(), Peers: []localapi.Peer{}, Posture: a.posture}
 	switch {
 	case st == nil:
 		out.State = localapi.StateNeedsLogin
@@ -269,6 +280,12 @@ func (a *Agent) Status(ctx context.Context) (localapi.Status, error) {
 	out.Self = nodeOf(nm.Self)
 	out.NetmapVersion = nm.Version
 	out.Rules = slices.Clone(nm.Rules)
+	now := a.cfg.Now()
+	out.KeyExpiry = nm.Self.KeyExpiry
+	out.KeyExpired = keyExpired(nm.Self.KeyExpiry, now)
+	// Nodes whose key expired are gone from the data plane; they are
+	// gone from the status too.
+	nm, _ = activeNetmap(nm, now)
 
 	stats := map[wire.NodePublic]EnginePeer{}
 	a.engMu.Lock()
@@ -295,7 +312,7 @@ func (a *Agent) Status(ctx context.Context) (localapi.Status, error) {
 }
 
 func nodeOf(n wire.Node) *localapi.Node {
-	return &localapi.Node{ID: n.ID, Name: n.Name, Key: n.Key, Addresses: n.Addresses, Endpoints: n.Endpoints, Tags: n.Tags}
+	return &localapi.Node{ID: n.ID, Name: n.Name, Key: n.Key, Addresses: n.Addresses, Endpoints: n.Endpoints, Tags: n.Tags, KeyExpiry: n.KeyExpiry, Ephemeral: n.Ephemeral}
 }
 
 // Ping limits.
@@ -320,6 +337,7 @@ func (a *Agent) Ping(ctx context.Context, req localapi.PingRequest, emit func(lo
 	if !up || nm == nil {
 		return localapi.Errorf(http.StatusConflict, "latch is down: run latch up first")
 	}
+	nm, _ = activeNetmap(nm, a.cfg.Now())
 	peer, ok := findPeer(nm, req.Peer)
 	if !ok {
 		return localapi.Errorf(http.StatusNotFound, "no peer named or addressed %q", req.Peer)

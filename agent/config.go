@@ -13,8 +13,11 @@
 // says why in its log and status) until a signed map arrives. Up, Down,
 // Status and Ping serve the local API, and Rotate replaces the node's
 // WireGuard key (also on a schedule, Config.KeyRotation); Close (or the
-// end of Run's context) stops every goroutine and removes the interface. Private keys never leave the node and are never
-// logged.
+// end of Run's context) stops every goroutine and removes the interface.
+// Nodes whose key expired leave the data plane at that instant on the
+// agent's own clock (expiry.go), and the host's posture is reported at
+// enrollment and whenever it changes (posture.go). Private keys never
+// leave the node and are never logged.
 package agent
 
 import (
@@ -68,6 +71,9 @@ type EngineOptions struct {
 	// MTU is the overlay MTU: underlay MTU minus WireGuard overhead.
 	MTU    int
 	Logger *slog.Logger
+	// Flows, when not nil, receives the data plane's flow counts (the
+	// agent's flow log aggregator; see flows.go).
+	Flows overlay.FlowSink
 }
 
 // EngineStatus is what the data plane reports.
@@ -102,6 +108,13 @@ type PingFunc func(ctx context.Context, dst netip.Addr, seq int, timeout time.Du
 type Config struct {
 	// StateDir holds identity, keys, certificates and the last netmap.
 	StateDir string
+	// MemoryState keeps all of that in memory only, never on disk
+	// (StateDir is ignored); such a node always enrolls as ephemeral and
+	// leaves the network on exit. See leave.go.
+	MemoryState bool
+	// LeaveTimeout bounds the leave call an ephemeral node makes on
+	// `latch down` and on exit; zero means DefaultLeaveTimeout.
+	LeaveTimeout time.Duration
 	// Interface is the overlay interface name.
 	Interface string
 	// ListenPort is the WireGuard UDP port.
@@ -136,14 +149,32 @@ type Config struct {
 	Ping PingFunc
 	// Rand returns a uniform value in [0, n); nil means math/rand/v2.
 	Rand func(n int64) int64
-	// Now is the clock for certificate times; nil means time.Now.
+	// Now is the clock for certificate times and node key expiry; nil
+	// means time.Now.
 	Now func() time.Time
 	// Hostname returns the host name to enroll with when Up names none.
 	Hostname func() (string, error)
+	// FlowInterval is how often flow summaries are reported to the
+	// coordinator; zero or negative turns flow logs off (no accounting in
+	// the data plane at all).
+	FlowInterval time.Duration
+	// FlowMaxKeys caps the distinct flows counted per interval (the rest
+	// are counted as overflow); zero means flowlog.DefaultMaxKeys.
+	FlowMaxKeys int
+
+	// Posture reads the host's posture (see posture.go); nil means the
+	// system's (NewSystemPosture).
+	Posture PostureCollector
+	// PostureInterval is how often the posture is re-read (and reported
+	// if it changed); zero means DefaultPostureInterval, negative only on
+	// every new stream.
+	PostureInterval time.Duration
+	// Timer starts the node key expiry timer; nil means time.NewTimer.
+	Timer TimerFunc
 }
 
 func (c *Config) setDefaults() error {
-	if c.StateDir == "" {
+	if c.StateDir == "" && !c.MemoryState {
 		return errors.New("agent: no state dir")
 	}
 	if c.NewEngine == nil {
@@ -189,6 +220,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Backoff.Rand == nil {
 		c.Backoff.Rand = c.Rand
+	}
+	if c.Posture == nil {
+		c.Posture = NewSystemPosture(c.Logger)
+	}
+	if c.PostureInterval == 0 {
+		c.PostureInterval = DefaultPostureInterval
+	}
+	if c.Timer == nil {
+		c.Timer = realTimer
 	}
 	return nil
 }

@@ -26,6 +26,10 @@ type session struct {
 	wg     sync.WaitGroup
 	// kick asks the endpoint loop to compare endpoints now.
 	kick chan struct{}
+	// postureKick asks the posture loop to compare posture now.
+	postureKick chan struct{}
+	// expiryKick tells the expiry loop the netmap changed.
+	expiryKick chan struct{}
 }
 
 func (s *session) kickEndpoints() {
@@ -72,6 +76,7 @@ func (s *session) controlLoop() {
 			a.apply(s, nm, sig, true)
 			if full {
 				s.kickEndpoints()
+				s.kickPosture()
 			}
 		})
 		if s.ctx.Err() != nil {

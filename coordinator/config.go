@@ -8,7 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchnet/latch/coordinator/api"
 	"github.com/latchnet/latch/coordinator/ratelimit"
+	"github.com/latchnet/latch/coordinator/store"
 )
 
 // Config is the coordinator's whole configuration, parsed from flags and
@@ -33,7 +35,8 @@ type Config struct {
 	// Keepalive is the longest a netmap stream stays silent.
 	Keepalive time.Duration
 	// EphemeralGrace is how long an ephemeral node may stay disconnected
-	// before it is deleted.
+	// (its netmap stream gone and not back) before it is deleted; see
+	// ephemeral.go for the whole removal bound.
 	EphemeralGrace time.Duration
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
@@ -44,6 +47,22 @@ type Config struct {
 	// AuthFailuresPerIP bounds failed API token authentications per
 	// source IP; once exhausted, admin calls from that IP get 429.
 	AuthFailuresPerIP RateLimit
+	// NodeKeyExpiry is the key lifetime of nodes whose enrollment key sets
+	// none (identity, issue 4). Default 180 days.
+	NodeKeyExpiry time.Duration
+	// OIDCCAFile, when set, is a PEM file of CA certificates trusted for
+	// OIDC issuers' HTTPS besides the system roots (workload identity
+	// federation, issue 5).
+	OIDCCAFile string
+	// FlowRetention is how long flow log records are kept (flows, issue
+	// 4; flowsweep.go). Default 24h.
+	FlowRetention time.Duration
+	// FlowMaxRecords bounds the flow log; beyond it the oldest records
+	// go. Default 1,000,000.
+	FlowMaxRecords int
+	// Console configures the web console at /console (issue 6;
+	// console.go). The zero value serves it with its defaults.
+	Console ConsoleConfig
 }
 
 // RateLimit is a token bucket: Rate events per second on average, up to
@@ -83,13 +102,16 @@ func DefaultConfig() Config {
 		DataDir:          "/var/lib/latch-coordinator",
 		TrustDomain:      "latch.internal",
 		NodeCertLifetime: time.Hour,
-		Keepalive:        15 * time.Second,
-		EphemeralGrace:   2 * time.Minute,
+		Keepalive:        10 * time.Second,
+		EphemeralGrace:   8 * time.Second,
 		ShutdownTimeout:  10 * time.Second,
 		// The same defaults as api.DefaultRateLimits.
 		EnrollPerIP:       RateLimit{Rate: 10, Burst: 20},
 		EnrollPerKey:      RateLimit{Rate: 5, Burst: 10},
 		AuthFailuresPerIP: RateLimit{Rate: 5, Burst: 10},
+		NodeKeyExpiry:     store.DefaultNodeKeyExpiry,
+		FlowRetention:     DefaultFlowRetention,
+		FlowMaxRecords:    DefaultFlowMaxRecords,
 	}
 }
 
@@ -100,6 +122,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data directory must be set")
+	}
+	if err := c.Console.validate(); err != nil { // console.go (issue 6)
+		return err
 	}
 	if _, err := c.DBPath(); err != nil {
 		return err
@@ -116,6 +141,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ephemeral grace %s: want at least 1s", c.EphemeralGrace)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("shutdown timeout %s: want a positive duration", c.ShutdownTimeout)
+	case c.NodeKeyExpiry < api.MinNodeKeyExpiry || c.NodeKeyExpiry > api.MaxNodeKeyExpiry:
+		return fmt.Errorf("node key expiry %s: want between %s and %s", c.NodeKeyExpiry, api.MinNodeKeyExpiry, api.MaxNodeKeyExpiry)
+	}
+	if err := c.validateFlows(); err != nil {
+		return err
 	}
 	for _, l := range []struct {
 		name string

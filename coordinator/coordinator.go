@@ -26,6 +26,8 @@ import (
 	"github.com/latchnet/latch/coordinator/atomicfile"
 	"github.com/latchnet/latch/coordinator/audit"
 	"github.com/latchnet/latch/coordinator/ca"
+	"github.com/latchnet/latch/coordinator/console"
+	"github.com/latchnet/latch/coordinator/expiry"
 	"github.com/latchnet/latch/coordinator/grants"
 	"github.com/latchnet/latch/coordinator/netmap"
 	"github.com/latchnet/latch/coordinator/store"
@@ -52,7 +54,12 @@ type Coordinator struct {
 	cert  *ca.ServerCert
 	hub   *netmap.Hub
 	exp   *grants.Expirer
+	nexp  *expiry.Sweeper // node key expiry (identity, issue 4)
 	api   *api.Server
+	// handler serves the listener: the API with the web console mounted
+	// (console.go; issue 6). console is nil when it is disabled.
+	handler http.Handler
+	console *console.Console
 	// started is when New ran: a node's disconnection is counted from
 	// no earlier than this, so a coordinator outage deletes no ephemeral
 	// node before it had the chance to reconnect.
@@ -79,7 +86,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Coordinator, err
 	if c.lock, err = lockDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	if c.store, err = store.OpenSQLite(ctx, dbPath, store.Options{}); err != nil {
+	// Released addresses wait for every live stream to drop their node
+	// (store/addrhold.go); c.hub exists before anything is served.
+	synced := func() uint64 { return c.hub.Version() }
+	if c.store, err = store.OpenSQLite(ctx, dbPath, store.Options{SyncedVersion: synced}); err != nil {
 		return nil, err
 	}
 	if _, err = c.store.Init(ctx, cfg.TrustDomain); err != nil {
@@ -119,7 +129,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Coordinator, err
 		Logger:     log,
 	})
 	c.exp = grants.Start(grants.Config{Store: c.store, Notify: c.hub.Notify, Logger: log})
+	c.nexp = expiry.Start(expiry.Config{Store: c.store, Notify: c.hub.Notify, Logger: log})
+	fed, err := newFederation(cfg, log) // workload identity (federation.go)
+	if err != nil {
+		return nil, err
+	}
 	c.api = api.New(api.Config{
+		Federation:       fed,
 		Store:            c.store,
 		CA:               c.ca,
 		Hub:              c.hub,
@@ -131,8 +147,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Coordinator, err
 			EnrollPerKey:      cfg.EnrollPerKey.apiLimit(),
 			AuthFailuresPerIP: cfg.AuthFailuresPerIP.apiLimit(),
 		},
-		Logger: log,
+		Logger:        log,
+		NodeKeyExpiry: cfg.NodeKeyExpiry,
+		NodeExpiry:    c.nexp,
 	})
+	if c.handler, err = c.withConsole(sans); err != nil { // console.go (issue 6)
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -203,23 +224,33 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // streams end, in-flight requests finish (bounded by ShutdownTimeout).
 func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           c.api,
+		Handler:           c.handler,
 		TLSConfig:         api.TLSConfig(c.ca, c.cert.GetCertificate),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 	}
+	if c.console != nil {
+		srv.RegisterOnShutdown(c.console.Close) // ends live-update streams
+	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	go func() { serveErr <- srv.ServeTLS(deadPeerListener{ln}, "", "") }()
 	c.log.Info("listening", "addr", ln.Addr().String(), "ca_fingerprint", wire.FormatFingerprint(c.ca.Fingerprint()))
 
 	var wg sync.WaitGroup
 	reapCtx, stopReap := context.WithCancel(ctx)
 	wg.Add(1)
+	r := &reaper{store: c.store, hub: c.hub, grace: c.cfg.EphemeralGrace, started: c.started, now: time.Now, log: c.log}
 	go func() {
 		defer wg.Done()
-		c.reapEphemeral(reapCtx)
+		r.run(reapCtx) // ephemeral.go
+	}()
+	wg.Add(1)
+	fs := &flowSweeper{store: c.store, retention: c.cfg.FlowRetention, max: c.cfg.FlowMaxRecords, now: time.Now, log: c.log}
+	go func() {
+		defer wg.Done()
+		fs.run(reapCtx) // flowsweep.go
 	}()
 	defer func() {
 		stopReap()
@@ -242,51 +273,15 @@ func (c *Coordinator) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// reapEphemeral deletes ephemeral nodes that stayed disconnected longer
-// than EphemeralGrace.
-func (c *Coordinator) reapEphemeral(ctx context.Context) {
-	every := min(c.cfg.EphemeralGrace/2, 30*time.Second)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		nodes, err := c.store.Nodes(ctx)
-		if err != nil {
-			c.log.Warn("listing nodes for ephemeral cleanup", "err", err)
-			continue
-		}
-		now := time.Now()
-		deleted := false
-		for _, n := range nodes {
-			if !n.Ephemeral || c.hub.Online(n.ID) || now.Sub(later(n.LastSeen, c.started)) < c.cfg.EphemeralGrace {
-				continue
-			}
-			if _, err := c.store.DeleteNode(ctx, n.ID, now); err != nil {
-				if !errors.Is(err, store.ErrNotFound) {
-					c.log.Warn("deleting ephemeral node", "node", n.ID, "err", err)
-				}
-				continue
-			}
-			c.hub.Disconnect(n.ID, netmap.ErrNodeDeleted)
-			deleted = true
-			c.log.Info("deleted ephemeral node", "node", n.ID, "name", n.Name, "last_seen", n.LastSeen)
-		}
-		if deleted {
-			c.hub.Notify()
-		}
-	}
-}
-
 // Close releases the store and the data directory lock. Call it after Run
 // returns.
 func (c *Coordinator) Close() error {
 	var errs []error
 	if c.exp != nil {
 		c.exp.Close()
+	}
+	if c.nexp != nil {
+		c.nexp.Close()
 	}
 	if c.hub != nil {
 		c.hub.Close()
@@ -298,11 +293,4 @@ func (c *Coordinator) Close() error {
 		errs = append(errs, c.lock.Close())
 	}
 	return errors.Join(errs...)
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }

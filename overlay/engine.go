@@ -71,6 +71,10 @@ type Options struct {
 	// FlowCapacity bounds the filter's flow table; zero takes the
 	// filter's default.
 	FlowCapacity int
+	// Flows, when set, receives the flow counts of every batch of
+	// packets the filter judged (see FlowSink); nil turns flow accounting
+	// off.
+	Flows FlowSink
 }
 
 // Engine runs one WireGuard interface. Its methods are safe for concurrent
@@ -165,7 +169,7 @@ func New(opts Options) (*Engine, error) {
 	}
 	flt := filter.New(filter.Options{Now: opts.Now, FlowCapacity: opts.FlowCapacity})
 	e := newEngine(name, mtu, log, flt, nil, nil)
-	e.dev = device.NewDevice(newFilterTUN(tdev, flt), conn.NewDefaultBind(), deviceLogger(log))
+	e.dev = device.NewDevice(newFilterTUN(tdev, flt, opts.Flows), conn.NewDefaultBind(), deviceLogger(log))
 	e.uapi = uapi
 	e.uapiDone.Add(1)
 	go e.serveUAPI()

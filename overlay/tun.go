@@ -21,10 +21,20 @@ import (
 //     packet and passes the admitted ones, in order, to the native Write,
 //     which coalesces them (GRO) as usual.
 //
-// The clock is read once per batch, not once per packet.
+// The clock is read once per batch, not once per packet. With a FlowSink,
+// each batch's packets are also counted per flow (flowacct.go) and handed
+// to the sink once per batch.
 type filterTUN struct {
 	tun.Device
 	filter *filter.Filter
+
+	// flows, when not nil, receives every batch's flow counts (see
+	// flowacct.go); outBatch is the outbound direction's table, used by
+	// Read alone (wireguard-go reads from one goroutine). The inbound
+	// direction takes its tables from flowBatchPool: Write runs on many
+	// goroutines at once.
+	flows    FlowSink
+	outBatch *flowBatch
 
 	// keptMu guards kept, the list of admitted packets handed to the
 	// native Write when some of a batch is dropped. wireguard-go calls
@@ -36,15 +46,22 @@ type filterTUN struct {
 	kept   [][]byte
 }
 
-func newFilterTUN(dev tun.Device, f *filter.Filter) *filterTUN {
-	return &filterTUN{Device: dev, filter: f, kept: make([][]byte, 0, dev.BatchSize())}
+// newFilterTUN wraps dev with filter f; flows may be nil (no accounting).
+func newFilterTUN(dev tun.Device, f *filter.Filter, flows FlowSink) *filterTUN {
+	t := &filterTUN{Device: dev, filter: f, kept: make([][]byte, 0, dev.BatchSize()), flows: flows}
+	if flows != nil {
+		t.outBatch = newFlowBatch()
+	}
+	return t
 }
 
 // Read reads a batch from the native device and records each packet's
 // flow; packets the filter drops get size 0.
 func (t *filterTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := t.Device.Read(bufs, sizes, offset)
-	if n > 0 {
+	if n > 0 && t.flows != nil {
+		t.readCounted(bufs[:n], sizes, offset)
+	} else if n > 0 {
 		now := t.filter.Now()
 		for i := range n {
 			if sizes[i] <= 0 {
@@ -58,6 +75,24 @@ func (t *filterTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, err
 }
 
+// readCounted is Read's filter loop with flow accounting.
+func (t *filterTUN) readCounted(bufs [][]byte, sizes []int, offset int) {
+	now := t.filter.Now()
+	fb := t.outBatch
+	for i := range bufs {
+		if sizes[i] <= 0 {
+			continue
+		}
+		p := bufs[i][offset : offset+sizes[i]]
+		v, r := t.filter.RunOutAt(p, now)
+		fb.add(p, v, r, t.flows, FlowOut)
+		if v != filter.Accept {
+			sizes[i] = 0
+		}
+	}
+	fb.flush(t.flows, FlowOut)
+}
+
 // Write filters a batch of decrypted packets and writes the admitted ones.
 //
 // Every packet here has already passed wireguard-go's cryptokey routing:
@@ -69,25 +104,54 @@ func (t *filterTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // bufs is never modified; when packets are dropped, the admitted ones are
 // collected into a slice owned by t.
 func (t *filterTUN) Write(bufs [][]byte, offset int) (int, error) {
+	if t.flows != nil {
+		return t.writeCounted(bufs, offset)
+	}
 	now := t.filter.Now()
 	for i, b := range bufs {
 		if v, _ := t.filter.RunInAt(b[offset:], now); v != filter.Accept {
-			return t.writeSome(bufs, offset, i, now)
+			return t.writeSome(bufs, offset, i, now, nil)
 		}
 	}
 	return t.Device.Write(bufs, offset)
 }
 
+// writeCounted is Write with flow accounting: the batch's counts go to
+// the sink once, before the admitted packets are written.
+func (t *filterTUN) writeCounted(bufs [][]byte, offset int) (int, error) {
+	now := t.filter.Now()
+	fb := flowBatchPool.Get().(*flowBatch)
+	defer flowBatchPool.Put(fb)
+	for i, b := range bufs {
+		p := b[offset:]
+		v, r := t.filter.RunInAt(p, now)
+		fb.add(p, v, r, t.flows, FlowIn)
+		if v != filter.Accept {
+			return t.writeSome(bufs, offset, i, now, fb)
+		}
+	}
+	fb.flush(t.flows, FlowIn)
+	return t.Device.Write(bufs, offset)
+}
+
 // writeSome writes the admitted packets of bufs, given that bufs[:drop]
-// were admitted and bufs[drop] was not.
-func (t *filterTUN) writeSome(bufs [][]byte, offset, drop int, now filter.Instant) (int, error) {
+// were admitted and bufs[drop] was not. With fb, the packets after drop
+// are counted into it, and fb is flushed to the sink.
+func (t *filterTUN) writeSome(bufs [][]byte, offset, drop int, now filter.Instant, fb *flowBatch) (int, error) {
 	t.keptMu.Lock()
 	defer t.keptMu.Unlock()
 	kept := append(t.kept[:0], bufs[:drop]...)
 	for _, b := range bufs[drop+1:] {
-		if v, _ := t.filter.RunInAt(b[offset:], now); v == filter.Accept {
+		v, r := t.filter.RunInAt(b[offset:], now)
+		if fb != nil {
+			fb.add(b[offset:], v, r, t.flows, FlowIn)
+		}
+		if v == filter.Accept {
 			kept = append(kept, b)
 		}
+	}
+	if fb != nil {
+		fb.flush(t.flows, FlowIn)
 	}
 	t.kept = kept
 	if len(kept) == 0 {

@@ -30,7 +30,7 @@ func newTestFilterTUN(t *testing.T) (*filterTUN, *fakeTUN) {
 		t.Fatal(err)
 	}
 	native := newFakeTUN()
-	return newFilterTUN(native, f), native
+	return newFilterTUN(native, f, nil), native
 }
 
 // batch returns wireguard-go-style buffers holding pkts at offset.
@@ -162,7 +162,7 @@ func TestFilterTUNDoesNotAllocate(t *testing.T) {
 	if err := f.SetRules([]wire.FilterRule{{ID: "a", Sources: []netip.Prefix{pfx("100.64.0.2/32")}, Protocols: []wire.Proto{wire.ProtoUDP}, Ports: []wire.PortRange{{First: 53, Last: 53}}}}, []netip.Prefix{pfx("100.64.0.1/32")}); err != nil {
 		t.Fatal(err)
 	}
-	ft := newFilterTUN(&nopTUN{}, f)
+	ft := newFilterTUN(&nopTUN{}, f, nil)
 	mixed := batch(writeOffset, udpPacket("100.64.0.2", "100.64.0.1", 1, 53), udpPacket("100.64.0.9", "100.64.0.1", 1, 53), udpPacket("100.64.0.2", "100.64.0.1", 2, 53))
 	clean := batch(writeOffset, udpPacket("100.64.0.2", "100.64.0.1", 1, 53), udpPacket("100.64.0.2", "100.64.0.1", 2, 53))
 	reads := batch(readOffset, make([]byte, 1500), make([]byte, 1500))

@@ -8,9 +8,15 @@
 // rendered with that target's ports; P's entry in X's view lists the IDs of
 // those of X's rules whose source selects P.
 //
-// The Compiler is incremental: a node joining, leaving or changing
-// recomputes only the views it touches and reports which nodes' views
-// changed. Output is deterministic.
+// A quarantined node (Node.Quarantined) is selected only by the selector
+// status:quarantined, in rule sources and targets; every other selector
+// skips it, it provides no service, and grants from it are inert. A rule
+// with srcPosture selects as sources only nodes whose Node.Posture
+// satisfies every named posture.
+//
+// The Compiler is incremental: a node joining, leaving or changing (tags,
+// owner, name, posture, quarantine) recomputes only the views it touches
+// and reports which nodes' views changed. Output is deterministic.
 package compile
 
 import (
@@ -39,12 +45,22 @@ type Node struct {
 
 // Grant is an approved just-in-time session: Src may open flows to the
 // nodes providing Service on Ports until Expires.
+//
+// A grant is inert (its source neither sees nor is admitted by the
+// service's nodes; the rule stays at the destinations, admitting no one)
+// while its source is quarantined, or while the source does not satisfy
+// every posture in SrcPosture as the current policy defines them (an
+// undefined name is never satisfied).
 type Grant struct {
 	ID      string // rule ID at the destination: "grant-" + ID
 	Src     wire.NodeID
 	Service string
 	Ports   []policy.PortSpec
 	Expires time.Time
+	// SrcPosture are the postures ("posture:NAME") of the access rule
+	// that allowed the grant (policy.AccessRule.SrcPosture), copied at
+	// approval; nil for none.
+	SrcPosture []string
 }
 
 // PeerView is one visible peer in a node's view.

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -134,6 +135,7 @@ func (c *Compiler) SetGrants(gs []Grant) []wire.NodeID {
 	c.grants = slices.Clone(gs)
 	for i := range c.grants {
 		c.grants[i].Ports = slices.Clone(c.grants[i].Ports)
+		c.grants[i].SrcPosture = slices.Clone(c.grants[i].SrcPosture)
 	}
 	old := c.st
 	ns := *old
@@ -181,11 +183,14 @@ func (c *Compiler) replace(ns *state, candidates bitset) []wire.NodeID {
 // sorted: when n is new, n itself and every node that now sees it; when n
 // changes, those whose entry for n changed (it appeared, went or lists
 // other rules) and n if its own view changed. A change that leaves n's
-// standing under the policy as it was (its addresses, say) changes no
-// view.
+// standing under the policy as it was (its addresses, say, or a posture
+// change that satisfies the same postures) changes no view. Posture and
+// quarantine are part of n's standing like its tags: call Upsert whenever
+// they change.
 func (c *Compiler) Upsert(n Node) []wire.NodeID {
 	n.Tags = slices.Clone(n.Tags)
 	n.Addresses = slices.Clone(n.Addresses)
+	n.Posture = maps.Clone(n.Posture)
 	st := c.st
 	nm := st.pol.member(&n)
 	s, ok := c.byID[n.ID]
@@ -227,6 +232,22 @@ func (c *Compiler) Upsert(n Node) []wire.NodeID {
 	if !slices.Equal(om.dst, nm.dst) || !c.sameGrants(st, om.svcs, nm.svcs) || !equalExcept(before, after, -1) {
 		changed.set(s)
 	}
+	// Grants from n that n could use before and not after, or the other
+	// way round: each node providing the service (n aside) lists or
+	// unlists the grant's rule in its entry for n.
+	for _, g := range st.gi.bySrc[n.ID] {
+		cg := &st.gi.list[g]
+		if cg.usableBy(&om) == cg.usableBy(&nm) {
+			continue
+		}
+		for w, x := range st.prv[cg.svc] {
+			for ; x != 0; x &= x - 1 {
+				if p := int32(w<<6 | bits.TrailingZeros64(x)); p != s {
+					changed.set(p)
+				}
+			}
+		}
+	}
 	for w := range before {
 		x := before[w] | after[w]
 		for ; x != 0; x &= x - 1 {
@@ -236,8 +257,8 @@ func (c *Compiler) Upsert(n Node) []wire.NodeID {
 				continue
 			}
 			// Visible before and after: p's entry for n lists p's
-			// targets whose rule's sources select n. Grants naming n
-			// as source did not change.
+			// targets whose rule's sources select n, and the grants
+			// from n (handled above).
 			for _, t := range st.mem[p].dst {
 				r := st.pol.targets[t].rule
 				if c.rulesA.has(r) != c.rulesB.has(r) {
@@ -312,7 +333,7 @@ func (c *Compiler) Peer(viewer, peer wire.NodeID) (PeerView, bool) {
 	}
 	for _, v := range vm.svcs {
 		for _, g := range st.gi.bySvc[v] {
-			if st.gi.list[g].src == peer {
+			if st.gi.list[g].src == peer && st.gi.list[g].usableBy(&st.mem[ps]) {
 				for i := range st.gi.list[g].rules {
 					ids = append(ids, st.gi.list[g].rules[i].ID)
 				}
@@ -329,7 +350,7 @@ func (c *Compiler) Peer(viewer, peer wire.NodeID) (PeerView, bool) {
 		}
 	}
 	for _, g := range st.gi.bySrc[viewer] {
-		if st.prv[st.gi.list[g].svc].has(ps) {
+		if st.gi.list[g].usableBy(vm) && st.prv[st.gi.list[g].svc].has(ps) {
 			return PeerView{ID: peer}, true
 		}
 	}
@@ -368,13 +389,15 @@ func (c *Compiler) peers(st *state, s int32, buf bitset) bitset {
 	}
 	for _, v := range m.svcs {
 		for _, g := range st.gi.bySvc[v] {
-			if p, ok := c.byID[st.gi.list[g].src]; ok {
+			if p, ok := c.byID[st.gi.list[g].src]; ok && st.gi.list[g].usableBy(&st.mem[p]) {
 				out.set(p)
 			}
 		}
 	}
 	for _, g := range st.gi.bySrc[c.idOf[s]] {
-		out.or(st.prv[st.gi.list[g].svc])
+		if st.gi.list[g].usableBy(m) {
+			out.or(st.prv[st.gi.list[g].svc])
+		}
 	}
 	out.unset(s)
 	return out

@@ -25,6 +25,8 @@ func sel(name string) policy.Selector {
 		return policy.Selector{Kind: policy.SelService, Name: name}
 	case strings.HasPrefix(name, "node:"):
 		return policy.Selector{Kind: policy.SelNode, Name: name}
+	case strings.HasPrefix(name, "status:"):
+		return policy.Selector{Kind: policy.SelQuarantined, Name: name}
 	}
 	return policy.Selector{Kind: policy.SelUser, Name: name}
 }

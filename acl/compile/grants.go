@@ -25,11 +25,19 @@ type cgrant struct {
 	src   wire.NodeID
 	svc   int32
 	rules []wire.FilterRule
+	post  []int32 // postures the source must satisfy, sorted
+	never bool    // a posture is undefined: the grant is always inert
 }
 
 func (g *cgrant) equal(o *cgrant) bool {
-	return g.id == o.id && g.src == o.src && g.svc == o.svc &&
+	return g.id == o.id && g.src == o.src && g.svc == o.svc && g.never == o.never && slices.Equal(g.post, o.post) &&
 		slices.EqualFunc(g.rules, o.rules, func(a, b wire.FilterRule) bool { return ruleEqual(&a, &b) })
+}
+
+// usableBy reports whether a source node that is m may use the grant: it
+// is not quarantined and satisfies the grant's postures.
+func (g *cgrant) usableBy(m *member) bool {
+	return !g.never && !m.quar && subset(g.post, m.post)
 }
 
 // indexGrants resolves gs against cp. A grant for a service the policy
@@ -51,8 +59,9 @@ func indexGrants(cp *compiled, gs []Grant) *grantIndex {
 		if len(rules) == 0 {
 			continue
 		}
+		post, ok := cp.postures(g.SrcPosture)
 		k := int32(len(gi.list))
-		gi.list = append(gi.list, cgrant{id: g.ID, src: g.Src, svc: svc, rules: rules})
+		gi.list = append(gi.list, cgrant{id: g.ID, src: g.Src, svc: svc, rules: rules, post: post, never: !ok})
 		gi.bySvc[svc] = append(gi.bySvc[svc], k)
 		gi.bySrc[g.Src] = append(gi.bySrc[g.Src], k)
 	}

@@ -14,9 +14,10 @@ import (
 )
 
 // compiled is a policy turned into inverted indexes: from what a node is
-// (its tags, its owner, its name) to the rules whose sources select it,
-// the targets that select it and the services it provides. Evaluating a
-// node against the whole policy is then a handful of map lookups.
+// (its tags, its owner, its name, whether it is quarantined) to the rules
+// whose sources select it, the targets that select it and the services it
+// provides. Evaluating a node against the whole policy is then a handful
+// of map lookups, plus the posture conditions when rules require postures.
 // It is immutable once built.
 type compiled struct {
 	rules   []crule
@@ -34,10 +35,29 @@ type compiled struct {
 	dstByName map[string][]int32
 	// Service indices a node with the tag provides.
 	svcByTag map[wire.Tag][]int32
+	// Rule and target indices selecting quarantined nodes (which
+	// nothing else selects).
+	srcQuar []int32
+	dstQuar []int32
+
+	// posts are the policy's postures, sorted by name; postIdx finds them.
+	posts   []cposture
+	postIdx map[string]int32
+	// gated is set when some rule requires postures of its sources.
+	gated bool
+}
+
+// cposture is one posture: a node satisfies it when every condition holds.
+type cposture struct {
+	name  string
+	conds []policy.Condition
 }
 
 type crule struct {
 	id string
+	// post are the postures (indices into posts, sorted) a node must
+	// satisfy for the rule's sources to select it.
+	post []int32
 	// targets are the indices of the rule's targets that admit anything,
 	// in policy order.
 	targets []int32
@@ -64,10 +84,13 @@ type member struct {
 	src  []int32 // rules whose sources select the node
 	dst  []int32 // targets selecting the node
 	svcs []int32 // services the node provides
+	post []int32 // postures the node satisfies
+	quar bool    // the node is quarantined
 }
 
 func (m *member) equal(o *member) bool {
-	return slices.Equal(m.src, o.src) && slices.Equal(m.dst, o.dst) && slices.Equal(m.svcs, o.svcs)
+	return slices.Equal(m.src, o.src) && slices.Equal(m.dst, o.dst) && slices.Equal(m.svcs, o.svcs) &&
+		slices.Equal(m.post, o.post) && m.quar == o.quar
 }
 
 // compilePolicy indexes p. A nil p compiles to a policy that selects
@@ -82,9 +105,21 @@ func compilePolicy(p *policy.Policy) *compiled {
 		dstByUser: map[string][]int32{},
 		dstByName: map[string][]int32{},
 		svcByTag:  map[wire.Tag][]int32{},
+		postIdx:   map[string]int32{},
 	}
 	if p == nil {
 		return cp
+	}
+	postNames := make([]string, 0, len(p.Postures))
+	for name, pos := range p.Postures {
+		if pos != nil {
+			postNames = append(postNames, name)
+		}
+	}
+	slices.Sort(postNames)
+	for _, name := range postNames {
+		cp.postIdx[name] = int32(len(cp.posts))
+		cp.posts = append(cp.posts, cposture{name: name, conds: p.Postures[name].Conds})
 	}
 	names := make([]string, 0, len(p.Services))
 	for name, s := range p.Services {
@@ -117,7 +152,17 @@ func compilePolicy(p *policy.Policy) *compiled {
 		}
 		id = uniqueID(usedIDs, id)
 		cr := crule{id: id}
+		post, ok := cp.postures(r.SrcPosture)
+		cr.post = post
+		cp.gated = cp.gated || len(post) > 0
 		for _, sel := range r.Src {
+			if !ok {
+				break // an undefined posture: the sources select nobody
+			}
+			if isQuarantine(sel) {
+				cp.srcQuar = appendIdx(cp.srcQuar, ri)
+				continue
+			}
 			tags, users, names := cp.expand(p, sel, false)
 			for _, t := range tags {
 				cp.srcByTag[t] = appendIdx(cp.srcByTag[t], ri)
@@ -145,6 +190,10 @@ func compilePolicy(p *policy.Policy) *compiled {
 			ti := int32(len(cp.targets))
 			cp.targets = append(cp.targets, ctarget{rule: ri, specs: specs, rules: render(tid, specs, time.Time{})})
 			cr.targets = append(cr.targets, ti)
+			if isQuarantine(t.Sel) {
+				cp.dstQuar = appendIdx(cp.dstQuar, ti)
+				continue
+			}
 			tags, users, names := cp.expand(p, t.Sel, true)
 			for _, tag := range tags {
 				cp.dstByTag[tag] = appendIdx(cp.dstByTag[tag], ti)
@@ -193,9 +242,75 @@ func (cp *compiled) expand(p *policy.Policy, sel policy.Selector, target bool) (
 	return nil, nil, nil
 }
 
-// member evaluates n against the policy.
+// isQuarantine reports whether sel is status:quarantined.
+func isQuarantine(sel policy.Selector) bool {
+	return sel.Kind == policy.SelQuarantined && sel.Name == policy.QuarantinedName
+}
+
+// postures resolves posture names to sorted indices; false if one is not
+// defined (then nothing satisfies them).
+func (cp *compiled) postures(names []string) ([]int32, bool) {
+	var out []int32
+	for _, n := range names {
+		i, ok := cp.postIdx[n]
+		if !ok {
+			return nil, false
+		}
+		out = append(out, i)
+	}
+	return sortIdx(out), true
+}
+
+// satisfied returns the postures attrs satisfy, sorted.
+func (cp *compiled) satisfied(attrs map[string]string) []int32 {
+	if len(attrs) == 0 {
+		return nil // no attribute, no condition holds
+	}
+	var out []int32
+next:
+	for i := range cp.posts {
+		for _, c := range cp.posts[i].conds {
+			if !c.Holds(attrs) {
+				continue next
+			}
+		}
+		if len(cp.posts[i].conds) > 0 {
+			out = append(out, int32(i))
+		}
+	}
+	return out
+}
+
+// subset reports whether every element of a (sorted) is in b (sorted).
+func subset(a, b []int32) bool {
+	j := 0
+	for _, x := range a {
+		for j < len(b) && b[j] < x {
+			j++
+		}
+		if j == len(b) || b[j] != x {
+			return false
+		}
+	}
+	return true
+}
+
+// member evaluates n against the policy. A quarantined node is selected
+// only by status:quarantined sources and targets, and provides no
+// service; a rule requiring postures selects only sources that satisfy
+// them all.
 func (cp *compiled) member(n *Node) member {
 	var m member
+	if len(cp.posts) > 0 {
+		m.post = cp.satisfied(n.Posture)
+	}
+	if n.Quarantined {
+		m.quar = true
+		m.src = slices.Clone(cp.srcQuar)
+		m.dst = slices.Clone(cp.dstQuar)
+		m.src = cp.gate(m.src, m.post)
+		return m
+	}
 	for _, t := range n.Tags {
 		m.src = append(m.src, cp.srcByTag[t]...)
 		m.dst = append(m.dst, cp.dstByTag[t]...)
@@ -210,10 +325,27 @@ func (cp *compiled) member(n *Node) member {
 		m.src = append(m.src, cp.srcByName[n.Name]...)
 		m.dst = append(m.dst, cp.dstByName[n.Name]...)
 	}
-	m.src = sortIdx(m.src)
+	m.src = cp.gate(sortIdx(m.src), m.post)
 	m.dst = sortIdx(m.dst)
 	m.svcs = sortIdx(m.svcs)
 	return m
+}
+
+// gate drops from src the rules whose postures post does not include.
+func (cp *compiled) gate(src, post []int32) []int32 {
+	if !cp.gated {
+		return src
+	}
+	out := src[:0]
+	for _, r := range src {
+		if subset(cp.rules[r].post, post) {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 func sortIdx(s []int32) []int32 {
@@ -259,6 +391,9 @@ func ruleText(r *policy.Rule) string {
 	var b strings.Builder
 	for _, s := range r.Src {
 		fmt.Fprintf(&b, "%d:%s ", s.Kind, s.Name)
+	}
+	for _, s := range r.SrcPosture {
+		fmt.Fprintf(&b, "%s ", s)
 	}
 	b.WriteString("->")
 	for _, t := range r.Dst {

@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -19,6 +20,13 @@ import (
 
 func refSelects(p *policy.Policy, s policy.Selector, n Node) bool {
 	if s.Name == "" {
+		return false
+	}
+	// Quarantine: status:quarantined selects exactly the quarantined.
+	if s.Kind == policy.SelQuarantined {
+		return n.Quarantined && s.Name == "status:quarantined"
+	}
+	if n.Quarantined {
 		return false
 	}
 	untaggedOwner := len(n.Tags) == 0 && n.Owner != ""
@@ -46,7 +54,7 @@ func refSelects(p *policy.Policy, s policy.Selector, n Node) bool {
 }
 
 func refTargetSelects(p *policy.Policy, t policy.Target, n Node) bool {
-	return (t.Sel.Kind == policy.SelTag || t.Sel.Kind == policy.SelService) && refSelects(p, t.Sel, n)
+	return (t.Sel.Kind == policy.SelTag || t.Sel.Kind == policy.SelService || t.Sel.Kind == policy.SelQuarantined) && refSelects(p, t.Sel, n)
 }
 
 // refAdmits reports whether a target's ports admit anything at all.
@@ -67,7 +75,7 @@ func refAdmits(specs []policy.PortSpec) bool {
 func refSrc(p *policy.Policy, r *policy.Rule, n Node) bool {
 	for _, s := range r.Src {
 		if refSelects(p, s, n) {
-			return true
+			return refPostures(p, r.SrcPosture, n.Posture)
 		}
 	}
 	return false
@@ -117,7 +125,7 @@ func refView(p *policy.Policy, nodes []Node, gs []Grant, x Node) View {
 	}
 	for _, g := range gs {
 		if refProvides(p, g, x) {
-			in = append(in, inbound{render(grantPrefix+g.ID, g.Ports, g.Expires), func(n Node) bool { return n.ID == g.Src }})
+			in = append(in, inbound{render(grantPrefix+g.ID, g.Ports, g.Expires), func(n Node) bool { return refGrantFrom(p, g, n) }})
 		}
 	}
 	seen := map[string]bool{}
@@ -166,7 +174,7 @@ func refRelated(p *policy.Policy, gs []Grant, a, b Node) bool {
 			}
 		}
 		for _, g := range gs {
-			if g.Src == from.ID && refProvides(p, g, to) {
+			if refGrantFrom(p, g, from) && refProvides(p, g, to) {
 				return true
 			}
 		}
@@ -307,11 +315,19 @@ func (g *gen) policy() *policy.Policy {
 		}
 		p.Services[name] = svc
 	}
+	if g.r.IntN(4) != 0 {
+		p.Postures = map[string]*policy.Posture{}
+		for i := range 1 + g.r.IntN(3) {
+			name := fmt.Sprintf("posture:p%d", i)
+			p.Postures[name] = g.posture(name)
+		}
+	}
 	for i := range g.r.IntN(9) {
 		r := &policy.Rule{ID: fmt.Sprintf("r-%d", i)}
 		for range 1 + g.r.IntN(3) {
 			r.Src = append(r.Src, g.selector())
 		}
+		r.SrcPosture = g.postureNames()
 		for range 1 + g.r.IntN(3) {
 			r.Dst = append(r.Dst, g.target(p))
 		}
@@ -321,12 +337,19 @@ func (g *gen) policy() *policy.Policy {
 }
 
 // tweak changes what p's names mean, leaving its rules (and so their IDs)
-// as they are: a group's members or a service's tags.
+// as they are: a group's members, a service's tags or a posture's
+// conditions.
 func (g *gen) tweak(p *policy.Policy) *policy.Policy {
 	if p == nil {
 		return g.policy()
 	}
 	q := *p
+	if len(p.Postures) > 0 && g.r.IntN(3) == 0 {
+		q.Postures = maps.Clone(p.Postures)
+		name := fmt.Sprintf("posture:p%d", g.r.IntN(4))
+		q.Postures[name] = g.posture(name)
+		return &q
+	}
 	if g.r.IntN(2) == 0 {
 		q.Groups = map[string][]string{}
 		for k, v := range p.Groups {
@@ -352,7 +375,9 @@ func (g *gen) tweak(p *policy.Policy) *policy.Policy {
 }
 
 func (g *gen) selector() policy.Selector {
-	switch g.r.IntN(6) {
+	switch g.r.IntN(7) {
+	case 5:
+		return sel("status:quarantined")
 	case 0:
 		return sel(fmt.Sprintf("group:g%d", g.r.IntN(4))) // g3 is undefined
 	case 1:
@@ -366,7 +391,9 @@ func (g *gen) selector() policy.Selector {
 }
 
 func (g *gen) target(p *policy.Policy) policy.Target {
-	switch g.r.IntN(8) {
+	switch g.r.IntN(9) {
+	case 8:
+		return policy.Target{Sel: sel("status:quarantined"), Ports: g.specs()}
 	case 0, 1, 2:
 		name := fmt.Sprintf("svc:s%d", g.r.IntN(5))
 		if svc := p.Services[name]; svc != nil {
@@ -390,6 +417,8 @@ func (g *gen) node(id wire.NodeID, name string) Node {
 	if g.r.IntN(4) != 0 {
 		n.Owner = g.pick(g.users) // ignored when tagged
 	}
+	n.Posture = g.nodePosture()
+	n.Quarantined = g.r.IntN(6) == 0
 	return n
 }
 
@@ -412,6 +441,9 @@ func (g *gen) grants(nodes []Node) []Grant {
 		}
 		if g.r.IntN(5) != 0 {
 			gr.Ports = g.specs()
+		}
+		if g.r.IntN(2) == 0 {
+			gr.SrcPosture = g.postureList()
 		}
 		out = append(out, gr)
 	}
@@ -521,16 +553,20 @@ func TestIncrementalEqualsFull(t *testing.T) {
 				nodes = append(nodes, n)
 				what = fmt.Sprintf("join %+v", n)
 				got = c.Upsert(n)
-			case k < 6 && len(nodes) > 0: // change: tags, owner, name, or nothing
+			case k < 6 && len(nodes) > 0: // change: tags, owner, name, posture, quarantine, or nothing
 				i := g.r.IntN(len(nodes))
 				n := nodes[i]
-				switch g.r.IntN(4) {
+				switch g.r.IntN(7) {
 				case 0:
 					n = g.node(n.ID, n.Name)
 				case 1:
 					n.Name = fmt.Sprintf("n%d", g.r.IntN(30))
 				case 2:
 					n.Owner = g.pick(g.users)
+				case 3, 4:
+					n.Posture = g.nodePosture()
+				case 5:
+					n.Quarantined = !n.Quarantined
 				}
 				nodes[i] = n
 				what = fmt.Sprintf("change %+v", n)
@@ -705,8 +741,8 @@ func TestPairsAgreeWithPolicyAllows(t *testing.T) {
 				if s.ID == d.ID {
 					continue
 				}
-				si := policy.Identity{Name: s.Name, Tags: s.Tags, Owner: s.Owner}
-				di := policy.Identity{Name: d.Name, Tags: d.Tags, Owner: d.Owner}
+				si := policy.Identity{Name: s.Name, Tags: s.Tags, Owner: s.Owner, Posture: s.Posture, Quarantined: s.Quarantined}
+				di := policy.Identity{Name: d.Name, Tags: d.Tags, Owner: d.Owner, Posture: d.Posture, Quarantined: d.Quarantined}
 				for _, proto := range []wire.Proto{wire.ProtoTCP, wire.ProtoUDP, wire.ProtoICMP} {
 					for port := range ports {
 						want := p.Allows(si, di, proto, port)

@@ -30,7 +30,7 @@ func (c *Compiler) entries(st *state, s int32, dst []entry) []entry {
 		for _, g := range st.gi.bySvc[v] {
 			cg := &st.gi.list[g]
 			gs := int32(-1)
-			if p, ok := c.byID[cg.src]; ok && p != s {
+			if p, ok := c.byID[cg.src]; ok && p != s && cg.usableBy(&st.mem[p]) {
 				gs = p // a grant's source that provides the service itself is not its own peer
 			}
 			for i := range cg.rules {

@@ -23,6 +23,9 @@ func FuzzParse(f *testing.F) {
 		withSvcs(`"rules": [{"src": ["*"], "dst": ["tag:db:*"]}]`),
 		withSvcs(`"access": [{"src": ["tag:ci"], "dst": ["svc:db"], "approvers": ["group:dba"], "autoApprove": true, "maxDuration": "1h"}]`),
 		`{"groups": {"group:a": ["x@y", "group:\u0061"]}}`,
+		posturePolicy + "}",
+		posturePolicy + `"tests": [{"src": "tag:web", "posture": {"os": "linux", "firewall": true}, "quarantined": true, "deny": ["svc:api"], "accept": ["svc:db"]}]}`,
+		withPostures(`"posture:a": ["kernel != '5.10.0'", "os_version>=12", "hostname == 'a b'"]`, `"rules": [{"src": ["status:quarantined"], "srcPosture": ["posture:a"], "dst": ["status:quarantined:22,icmp"]}]`),
 	} {
 		f.Add([]byte(s))
 	}
@@ -98,13 +101,17 @@ func checkInvariants(t *testing.T, p *Policy) {
 				t.Fatalf("%s: undefined service %q", where, s.Name)
 			}
 		case SelUser, SelNode:
+		case SelQuarantined:
+			if s.Name != QuarantinedName {
+				t.Fatalf("%s: quarantine selector %q", where, s.Name)
+			}
 		default:
 			t.Fatalf("%s: kind %d", where, s.Kind)
 		}
 	}
 	checkTargets := func(where string, ts []Target) {
 		for _, tg := range ts {
-			if tg.Sel.Kind != SelTag && tg.Sel.Kind != SelService {
+			if tg.Sel.Kind != SelTag && tg.Sel.Kind != SelService && tg.Sel.Kind != SelQuarantined {
 				t.Fatalf("%s: target kind %d", where, tg.Sel.Kind)
 			}
 			checkSel(where, tg.Sel)
@@ -120,8 +127,30 @@ func checkInvariants(t *testing.T, p *Policy) {
 		}
 		checkSpecs(name, svc.Ports)
 	}
+	for name, pos := range p.Postures {
+		if len(pos.Conds) == 0 || pos.Name != name {
+			t.Fatalf("posture %s: %+v", name, pos)
+		}
+		for _, c := range pos.Conds {
+			again, e := parseCondition(c.String())
+			if e != nil || again != (Condition{Attr: c.Attr, Op: c.Op, Value: c.Value}) {
+				t.Fatalf("condition %+v: canonical text %q re-parses to %+v, %v", c, c.String(), again, e)
+			}
+			if kindOfAttr(c.Attr) != attrVersion && c.Op.ordered() {
+				t.Fatalf("ordered condition on %s", c.Attr)
+			}
+		}
+	}
+	checkPostures := func(where string, names []string) {
+		for _, n := range names {
+			if p.Postures[n] == nil {
+				t.Fatalf("%s: undefined posture %q", where, n)
+			}
+		}
+	}
 	ids := map[string]bool{}
 	for _, r := range p.Rules {
+		checkPostures("rule", r.SrcPosture)
 		if ids[r.ID] || len(r.ID) != 12 {
 			t.Fatalf("rule ID %q duplicate or malformed", r.ID)
 		}
@@ -135,6 +164,17 @@ func checkInvariants(t *testing.T, p *Policy) {
 		checkTargets("rule", r.Dst)
 	}
 	for _, a := range p.Access {
+		checkPostures("access", a.SrcPosture)
+		for _, s := range a.Src {
+			if s.Kind == SelQuarantined {
+				t.Fatal("status:quarantined in an access rule")
+			}
+		}
+		for _, tg := range a.Dst {
+			if tg.Sel.Kind == SelQuarantined {
+				t.Fatal("status:quarantined in an access rule")
+			}
+		}
 		if len(a.Approvers) == 0 && !a.AutoApprove || a.MaxDuration <= 0 || a.MaxDuration > MaxDuration {
 			t.Fatalf("access rule %+v", a)
 		}

@@ -18,13 +18,18 @@ import (
 //   - svc:X     the node carries any of service X's tags;
 //   - group:X   the node is untagged and its owner is a member of X;
 //   - USER      the node is untagged and its owner is USER (exact match);
-//   - node:NAME the node's name is NAME, tagged or not.
+//   - node:NAME the node's name is NAME, tagged or not;
+//   - status:quarantined the node is quarantined.
 //
 // A tagged node is never selected by a group or user: tags replace the
-// owner as the node's identity.
+// owner as the node's identity. A quarantined node is selected by
+// status:quarantined and by nothing else.
 func (p *Policy) Selects(sel Selector, id Identity) bool {
 	if p == nil || sel.Name == "" {
 		return false
+	}
+	if id.Quarantined || sel.Kind == SelQuarantined {
+		return id.Quarantined && sel.Kind == SelQuarantined && sel.Name == QuarantinedName
 	}
 	switch sel.Kind {
 	case SelTag:
@@ -53,10 +58,12 @@ func (p *Policy) Selects(sel Selector, id Identity) bool {
 
 // TargetSelects reports whether the node with identity id is one of t's
 // destinations: for a service target, a node carrying any of the
-// service's tags; for a tag target, a node carrying the tag. Ports are
-// not considered (see Covers). Targets of any other kind select nothing.
+// service's tags; for a tag target, a node carrying the tag; for
+// status:quarantined, a quarantined node (which no other target selects).
+// Ports are not considered (see Covers). Targets of any other kind select
+// nothing.
 func (p *Policy) TargetSelects(t Target, id Identity) bool {
-	if t.Sel.Kind != SelService && t.Sel.Kind != SelTag {
+	if t.Sel.Kind != SelService && t.Sel.Kind != SelTag && t.Sel.Kind != SelQuarantined {
 		return false
 	}
 	return p.Selects(t.Sel, id)
@@ -85,6 +92,13 @@ func (s PortSpec) covers(proto wire.Proto, port uint16) bool {
 	return false
 }
 
+// SourceSelects reports whether rule r admits flows from id as a source:
+// one of its sources selects id and id satisfies every posture the rule
+// requires.
+func (p *Policy) SourceSelects(r *Rule, id Identity) bool {
+	return r != nil && p.selectsAny(r.Src, id) && p.Satisfies(r.SrcPosture, id.Posture)
+}
+
 // selectsAny reports whether any of sels selects id.
 func (p *Policy) selectsAny(sels []Selector, id Identity) bool {
 	for _, s := range sels {
@@ -96,15 +110,16 @@ func (p *Policy) selectsAny(sels []Selector, id Identity) bool {
 }
 
 // Allows reports whether the policy's rules let src open a flow to dst on
-// proto and port: some rule's source selects src and one of its targets
-// selects dst and covers proto and port. Grants are not considered. It is
-// the naive reference the compiler's output is checked against.
+// proto and port: some rule's source selects src (see SourceSelects:
+// postures included) and one of its targets selects dst and covers proto
+// and port. Grants are not considered. It is the naive reference the
+// compiler's output is checked against.
 func (p *Policy) Allows(src, dst Identity, proto wire.Proto, port uint16) bool {
 	if p == nil {
 		return false
 	}
 	for _, r := range p.Rules {
-		if !p.selectsAny(r.Src, src) {
+		if !p.SourceSelects(r, src) {
 			continue
 		}
 		for _, t := range r.Dst {
@@ -152,7 +167,9 @@ func (p *Policy) service(name string) *Service {
 
 // AccessRuleFor returns the access rule that lets the node src request
 // access to service (on port, or all its ports for port 0) for d. An
-// access rule fits when one of its sources selects src, every requested
+// access rule fits when one of its sources selects src, src satisfies
+// every posture in its SrcPosture (a quarantined src is selected by no
+// access rule), every requested
 // port is within one of its destinations, and d is at most its
 // maxDuration. A service destination covers its own service; a tag
 // destination covers a service only if the service's one tag is that tag
@@ -171,7 +188,7 @@ func (p *Policy) AccessRuleFor(src Identity, service string, port uint16, d time
 	var first *AccessRule
 	var longest time.Duration
 	for _, r := range p.Access {
-		if !p.selectsAny(r.Src, src) || !r.coversService(svc, want) {
+		if !p.selectsAny(r.Src, src) || !p.Satisfies(r.SrcPosture, src.Posture) || !r.coversService(svc, want) {
 			continue
 		}
 		if d > r.MaxDuration {

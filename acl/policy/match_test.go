@@ -412,7 +412,7 @@ func TestRuleIDs(t *testing.T) {
 		p := mustParse(t, head+strings.Join(rules, ",\n")+"]}")
 		out := map[string]string{}
 		for _, r := range p.Rules {
-			out[ruleKey(r.Src, r.Dst)] = r.ID
+			out[ruleKey(r.Src, r.SrcPosture, r.Dst)] = r.ID
 		}
 		if len(out) != len(rules) {
 			t.Fatalf("%d rules, %d distinct", len(rules), len(out))
@@ -441,7 +441,7 @@ func TestRuleIDs(t *testing.T) {
 		got := ids(r1, edited, r3, `{"src": ["tag:web"], "dst": ["svc:db"]}`)
 		p := mustParse(t, head+r1+","+r2+","+r3+"]}")
 		for i, r := range p.Rules {
-			k := ruleKey(r.Src, r.Dst)
+			k := ruleKey(r.Src, r.SrcPosture, r.Dst)
 			if i == 1 {
 				if got[k] != "" {
 					t.Errorf("the edited rule kept its ID %s", got[k])

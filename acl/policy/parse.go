@@ -39,17 +39,27 @@ const (
 //	"groups":    {"group:NAME": ["USER", ...], ...}
 //	"tagOwners": {"tag:NAME": ["USER" | "group:NAME", ...], ...}
 //	"services":  {"svc:NAME": {"tags": ["tag:NAME", ...], "ports": ["PORT", ...]}, ...}
-//	"rules":     [{"src": [SELECTOR, ...], "dst": [TARGET, ...]}, ...]
-//	"access":    [{"src": [SELECTOR, ...], "dst": [TARGET, ...],
+//	"postures":  {"posture:NAME": ["CONDITION", ...], ...}
+//	"rules":     [{"src": [SELECTOR | status:quarantined, ...], "srcPosture": ["posture:NAME", ...],
+//	               "dst": [TARGET | status:quarantined:PORTS, ...]}, ...]
+//	"access":    [{"src": [SELECTOR, ...], "srcPosture": ["posture:NAME", ...], "dst": [TARGET, ...],
 //	               "approvers": ["USER" | "group:NAME", ...], "autoApprove": BOOL,
 //	               "maxDuration": "DURATION"}, ...]
-//	"tests":     [{"src": SELECTOR, "accept": [TARGET, ...], "deny": [TARGET, ...]}, ...]
+//	"tests":     [{"src": SELECTOR | status:quarantined, "posture": {"ATTR": "VALUE" | BOOL, ...},
+//	               "quarantined": BOOL,
+//	               "accept": [TARGET | status:quarantined:PORTS, ...], "deny": [...]}, ...]
 //
 //	NAME     1-63 characters a-z 0-9 - _ . starting with a letter or digit
 //	USER     name@domain (printable, no spaces, no ':'); compared exactly
 //	SELECTOR tag:NAME | group:NAME | svc:NAME | node:LABEL | USER
 //	         (LABEL: a lowercase DNS label, the form of node names)
 //	TARGET   svc:NAME | tag:NAME:PORTS
+//	CONDITION ATTR OP VALUE    (spaces around OP optional)
+//	ATTR     os | hostname                         (OP == or != only)
+//	         | os_version | kernel | agent_version (any OP; dotted versions)
+//	         | firewall | disk_encryption          (OP == or != only; VALUE true or false)
+//	OP       == | != | < | <= | > | >=
+//	VALUE    a bare word of A-Z a-z 0-9 . _ + ~ : - | 'TEXT' (no ' or control characters)
 //	PORTS    PORT[,PORT...]   (spaces after commas allowed)
 //	PORT     N/tcp | N-M/tcp | N/udp | N-M/udp | icmp | N | N-M
 //	         (N, M in 1-65535, N <= M; bare N or N-M means TCP and UDP;
@@ -62,8 +72,10 @@ const (
 // services, groups holding groups, "*" anywhere, empty "src" or "dst",
 // services without tags or ports, access rules without "approvers" and
 // without "autoApprove": true, access rules without "maxDuration", tests
-// with nothing to check or whose source group has no members, and two
-// rules with the same sources and destinations. Input over MaxSize or
+// with nothing to check or whose source group has no members, two
+// rules with the same sources, postures and destinations, conditions that
+// do not fit the grammar above, empty posture lists, undefined postures,
+// and status:quarantined in access rules. Input over MaxSize or
 // nested deeper than the format needs is refused before parsing.
 func Parse(src []byte) (*Policy, error) {
 	t := newText(src)
@@ -317,7 +329,7 @@ func (p *parser) strings(v *hujson.Value, what, emptyMsg string) ([]str, error) 
 	return out, nil
 }
 
-var sections = []string{"groups", "tagOwners", "services", "rules", "access", "tests"}
+var sections = []string{"groups", "tagOwners", "services", "postures", "rules", "access", "tests"}
 
 // document parses the top-level object. Sections are taken in dependency
 // order, whatever their order in the text.
@@ -333,6 +345,7 @@ func (p *parser) document(root *hujson.Value) error {
 		{"groups", p.groups},
 		{"tagOwners", p.tagOwners},
 		{"services", p.services},
+		{"postures", p.postures},
 		{"rules", p.rules},
 		{"access", p.access},
 		{"tests", p.tests},
@@ -454,7 +467,14 @@ func names(sels []Selector) []string {
 }
 
 var (
-	allKinds    = []SelectorKind{SelTag, SelGroup, SelUser, SelService, SelNode}
+	allKinds = []SelectorKind{SelTag, SelGroup, SelUser, SelService, SelNode}
+	srcKinds = []SelectorKind{SelTag, SelGroup, SelUser, SelService, SelNode, SelQuarantined}
+)
+
+// noQuarantineAccess refuses status:quarantined in an access rule.
+const noQuarantineAccess = "%s has no place in an access rule: grants from or to quarantined nodes are inert"
+
+var (
 	userOrGroup = []SelectorKind{SelUser, SelGroup}
 )
 
@@ -564,7 +584,7 @@ func (p *parser) rules(v *hujson.Value) error {
 	keys := make(map[string]string, len(els))
 	for i := range els {
 		el := &els[i]
-		f, err := p.fields(el, "rule", "src", "dst")
+		f, err := p.fields(el, "rule", "src", "srcPosture", "dst")
 		if err != nil {
 			return err
 		}
@@ -572,8 +592,13 @@ func (p *parser) rules(v *hujson.Value) error {
 		if f["src"] == nil {
 			return p.errAt(el.StartOffset, `rule has no "src"`)
 		}
-		if r.Src, err = p.selectors(f["src"], `"src"`, `empty "src": a rule needs at least one source`, allKinds, ""); err != nil {
+		if r.Src, err = p.selectors(f["src"], `"src"`, `empty "src": a rule needs at least one source`, srcKinds, ""); err != nil {
 			return err
+		}
+		if sp := f["srcPosture"]; sp != nil {
+			if r.SrcPosture, err = p.postureNames(sp); err != nil {
+				return err
+			}
 		}
 		if f["dst"] == nil {
 			return p.errAt(el.StartOffset, `rule has no "dst"`)
@@ -581,7 +606,7 @@ func (p *parser) rules(v *hujson.Value) error {
 		if r.Dst, err = p.targets(f["dst"], `"dst"`, `empty "dst": a rule needs at least one destination`); err != nil {
 			return err
 		}
-		key := ruleKey(r.Src, r.Dst)
+		key := ruleKey(r.Src, r.SrcPosture, r.Dst)
 		r.ID = ruleID(key)
 		if o := byID[r.ID]; o != nil {
 			if keys[r.ID] == key {
@@ -595,11 +620,12 @@ func (p *parser) rules(v *hujson.Value) error {
 	return nil
 }
 
-// ruleKey is the canonical form of a rule: its sources and destinations,
-// each sorted, so the order they are written in does not matter. A
-// service destination is its name: editing the service's ports changes
-// what the rule admits but not its identity.
-func ruleKey(src []Selector, dst []Target) string {
+// ruleKey is the canonical form of a rule: its sources, source postures
+// and destinations, each sorted, so the order they are written in does
+// not matter. A service destination is its name: editing the service's
+// ports changes what the rule admits but not its identity. A rule without
+// postures keeps the key (and ID) it had before postures existed.
+func ruleKey(src []Selector, post []string, dst []Target) string {
 	ss := make([]string, len(src))
 	for i, s := range src {
 		ss[i] = s.Name
@@ -610,7 +636,12 @@ func ruleKey(src []Selector, dst []Target) string {
 	}
 	slices.Sort(ss)
 	slices.Sort(ds)
-	return "src\x00" + strings.Join(ss, "\x00") + "\x01dst\x00" + strings.Join(ds, "\x00")
+	key := "src\x00" + strings.Join(ss, "\x00") + "\x01dst\x00" + strings.Join(ds, "\x00")
+	if len(post) > 0 {
+		ps := slices.Sorted(slices.Values(post))
+		key += "\x01posture\x00" + strings.Join(ps, "\x00")
+	}
+	return key
 }
 
 // ruleID is "r-" and the first 10 hex digits of the key's SHA-256.
@@ -626,7 +657,7 @@ func (p *parser) access(v *hujson.Value) error {
 	}
 	for i := range els {
 		el := &els[i]
-		f, err := p.fields(el, "access rule", "src", "dst", "approvers", "autoApprove", "maxDuration")
+		f, err := p.fields(el, "access rule", "src", "srcPosture", "dst", "approvers", "autoApprove", "maxDuration")
 		if err != nil {
 			return err
 		}
@@ -634,14 +665,24 @@ func (p *parser) access(v *hujson.Value) error {
 		if f["src"] == nil {
 			return p.errAt(el.StartOffset, `access rule has no "src"`)
 		}
-		if r.Src, err = p.selectors(f["src"], `"src"`, `empty "src": an access rule needs at least one source`, allKinds, ""); err != nil {
+		if r.Src, err = p.selectors(f["src"], `"src"`, `empty "src": an access rule needs at least one source`, allKinds, noQuarantineAccess); err != nil {
 			return err
+		}
+		if sp := f["srcPosture"]; sp != nil {
+			if r.SrcPosture, err = p.postureNames(sp); err != nil {
+				return err
+			}
 		}
 		if f["dst"] == nil {
 			return p.errAt(el.StartOffset, `access rule has no "dst"`)
 		}
 		if r.Dst, err = p.targets(f["dst"], `"dst"`, `empty "dst": an access rule needs at least one destination`); err != nil {
 			return err
+		}
+		for _, t := range r.Dst {
+			if t.Sel.Kind == SelQuarantined {
+				return &Error{Pos: t.Pos, Msg: fmt.Sprintf(noQuarantineAccess, q(t.String()))}
+			}
 		}
 		if a := f["autoApprove"]; a != nil {
 			if k := a.Value.Kind(); k != 't' && k != 'f' {
@@ -696,7 +737,7 @@ func (p *parser) tests(v *hujson.Value) error {
 	}
 	for i := range els {
 		el := &els[i]
-		f, err := p.fields(el, "test", "src", "accept", "deny")
+		f, err := p.fields(el, "test", "src", "posture", "quarantined", "accept", "deny")
 		if err != nil {
 			return err
 		}
@@ -708,8 +749,19 @@ func (p *parser) tests(v *hujson.Value) error {
 		if err != nil {
 			return err
 		}
-		if t.Src, err = p.selector(s, allKinds, ""); err != nil {
+		if t.Src, err = p.selector(s, srcKinds, ""); err != nil {
 			return err
+		}
+		if v := f["posture"]; v != nil {
+			if t.Posture, err = p.testPosture(v); err != nil {
+				return err
+			}
+		}
+		if v := f["quarantined"]; v != nil {
+			if k := v.Value.Kind(); k != 't' && k != 'f' {
+				return p.errAt(v.StartOffset, `"quarantined" must be true or false, not %s`, kindName(v.Value))
+			}
+			t.Quarantined = v.Value.Kind() == 't'
 		}
 		if t.Src.Kind == SelGroup && len(p.pol.Groups[t.Src.Name]) == 0 {
 			return p.errAt(s.at(0), "%s has no members to test with", q(t.Src.Name))

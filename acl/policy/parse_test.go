@@ -87,8 +87,8 @@ func TestParseRefusesWithPlace(t *testing.T) {
 		{"test src is an array", withSvcs(`"tests": [{"src": ‸["tag:web"], "accept": ["svc:api"]}]`), `test "src" must be a string, not an array`},
 
 		// Unknown keys.
-		{"unknown top-level key", withSvcs(`"‸acls": []`), `unknown key "acls" in the policy (want groups, tagOwners, services, rules, access, tests)`},
-		{"unknown rule key", withSvcs(`"rules": [{"src": ["tag:web"], "dst": ["svc:api"], "‸action": "deny"}]`), `unknown key "action" in rule (want src, dst)`},
+		{"unknown top-level key", withSvcs(`"‸acls": []`), `unknown key "acls" in the policy (want groups, tagOwners, services, postures, rules, access, tests)`},
+		{"unknown rule key", withSvcs(`"rules": [{"src": ["tag:web"], "dst": ["svc:api"], "‸action": "deny"}]`), `unknown key "action" in rule (want src, srcPosture, dst)`},
 		{"unknown service key", noSvcs(`"services": {"svc:db": {"tags": ["tag:db"], "ports": ["5432/tcp"], "‸proto": "tcp"}}`), `unknown key "proto" in service svc:db`},
 		{"unknown access key", withSvcs(`"access": [{"src": ["tag:ci"], "dst": ["svc:db"], "approvers": ["group:dba"], "maxDuration": "1h", "‸ttl": "1h"}]`), `unknown key "ttl" in access rule`},
 		{"unknown test key", withSvcs(`"tests": [{"src": "tag:web", "accept": ["svc:api"], "‸allow": []}]`), `unknown key "allow" in test`},
@@ -141,7 +141,7 @@ func TestParseRefusesWithPlace(t *testing.T) {
 		{"approver is a tag", withSvcs(`"access": [{"src": ["tag:ci"], "dst": ["svc:db"], "approvers": ["‸tag:ci"], "maxDuration": "1h"}]`), `approvers are users or groups, not "tag:ci"`},
 		{"service provided by a group", noSvcs(`"services": {"svc:db": {"tags": ["‸group:dba"], "ports": ["5432/tcp"]}}`), `a service is provided by tags (tag:NAME), not "group:dba"`},
 		{"source with ports", withSvcs(`"rules": [{"src": ["‸tag:web:80"], "dst": ["svc:api"]}]`), `"tag:web:80": this names nodes and takes no ports`},
-		{"group as destination", withSvcs(`"rules": [{"src": ["tag:web"], "dst": ["‸group:dba"]}]`), `"group:dba" cannot be a destination: destinations are svc:NAME or tag:NAME:PORTS`},
+		{"group as destination", withSvcs(`"rules": [{"src": ["tag:web"], "dst": ["‸group:dba"]}]`), `"group:dba" cannot be a destination: destinations are svc:NAME, tag:NAME:PORTS or status:quarantined:PORTS`},
 		{"node as destination", withSvcs(`"rules": [{"src": ["tag:web"], "dst": ["‸node:db-1"]}]`), `cannot be a destination`},
 		{"user as destination", withSvcs(`"rules": [{"src": ["tag:web"], "dst": ["‸alice@example.com"]}]`), `cannot be a destination`},
 		{"tag target without ports", withSvcs(`"rules": [{"src": ["tag:web"], "dst": ["‸tag:db"]}]`), `"tag:db" needs ports: write tag:db:PORTS`},

@@ -16,8 +16,12 @@ import (
 // exactly that tag; for svc:X one node per service tag, each carrying
 // only that tag; for a group one untagged node per member, owned by that
 // member; for a user an untagged node it owns; for node:NAME an untagged,
-// unowned node of that name. Destinations likewise: one node per tag of a
-// service, or one node with the target's tag. Every source node must
+// unowned node of that name; for status:quarantined an untagged,
+// quarantined node. The test's "posture" is every source node's posture
+// (none without it: posture-gated rules then do not admit it) and
+// "quarantined": true quarantines them. Destinations likewise: one node
+// per tag of a service, one node with the target's tag, or one
+// quarantined node for status:quarantined:PORTS. Every source node must
 // reach every destination node on every port of each Accept target (the
 // whole range, ICMP as ProtoICMP), and none on any port of any Deny
 // target. Checking each tag and each member alone is the strictest
@@ -63,6 +67,8 @@ func (p *Policy) sourceProbes(sel Selector) []probe {
 		return []probe{{id: Identity{Owner: sel.Name}}}
 	case SelNode:
 		return []probe{{id: Identity{Name: strings.TrimPrefix(sel.Name, "node:")}}}
+	case SelQuarantined:
+		return []probe{{id: Identity{Quarantined: true}}}
 	}
 	return nil
 }
@@ -84,15 +90,29 @@ func (p *Policy) serviceProbes(name string) []probe {
 }
 
 func (p *Policy) targetProbes(t Target) []probe {
-	if t.Sel.Kind == SelService {
+	switch t.Sel.Kind {
+	case SelService:
 		return p.serviceProbes(t.Sel.Name)
+	case SelQuarantined:
+		return []probe{{id: Identity{Quarantined: true}}}
 	}
 	return []probe{{id: Identity{Tags: []wire.Tag{wire.Tag(t.Sel.Name)}}}}
 }
 
+// testSources returns the nodes a test's source stands for, with the
+// test's posture and quarantine.
+func (p *Policy) testSources(t *Test) []probe {
+	srcs := p.sourceProbes(t.Src)
+	for i := range srcs {
+		srcs[i].id.Posture = t.Posture
+		srcs[i].id.Quarantined = srcs[i].id.Quarantined || t.Quarantined
+	}
+	return srcs
+}
+
 // runTest returns what failed, or "".
 func (p *Policy) runTest(t *Test) string {
-	srcs := p.sourceProbes(t.Src)
+	srcs := p.testSources(t)
 	if len(srcs) == 0 {
 		return fmt.Sprintf("%s stands for no node to test with", t.Src.Name)
 	}
@@ -133,7 +153,7 @@ func (p *Policy) reaches(src, dst Identity, spec PortSpec) (uint16, bool) {
 	}
 	var have []wire.PortRange
 	for _, r := range p.Rules {
-		if !p.selectsAny(r.Src, src) {
+		if !p.SourceSelects(r, src) {
 			continue
 		}
 		for _, t := range r.Dst {
@@ -168,7 +188,7 @@ func (p *Policy) reaches(src, dst Identity, spec PortSpec) (uint16, bool) {
 // port of spec, and the ports it admits there.
 func (p *Policy) firstAdmitting(src, dst Identity, spec PortSpec) (*Rule, PortSpec) {
 	for _, r := range p.Rules {
-		if !p.selectsAny(r.Src, src) {
+		if !p.SourceSelects(r, src) {
 			continue
 		}
 		for _, t := range r.Dst {

@@ -144,14 +144,21 @@ func TestRunTestsMatchesAllows(t *testing.T) {
 		if rng.IntN(3) == 0 {
 			return pick("svc:one", "svc:two")
 		}
-		return pick("tag:a", "tag:b", "tag:c") + ":" + port()
+		return pick("tag:a", "tag:b", "tag:c", "status:quarantined") + ":" + port()
+	}
+	// Postures gate some rules; the test's source has one or none.
+	gate := func() string {
+		return pick("", "", `"srcPosture": ["posture:l"], `, `"srcPosture": ["posture:old"], `)
+	}
+	testExtra := func() string {
+		return pick("", `"posture": {"os": "linux", "agent_version": "0.4"}, `, `"posture": {"os": "linux"}, `, `"quarantined": true, `)
 	}
 	var passed, failed int
 	for range 3000 {
 		var rules []string
 		for range rng.IntN(5) {
-			rules = append(rules, fmt.Sprintf(`{"src": [%q], "dst": [%q, %q]}`,
-				pick("tag:a", "tag:b", "tag:c", "svc:one", "svc:two", "group:g", "node:n1"), target(), target()))
+			rules = append(rules, fmt.Sprintf(`{"src": [%q], %s"dst": [%q, %q]}`,
+				pick("tag:a", "tag:b", "tag:c", "svc:one", "svc:two", "group:g", "node:n1", "status:quarantined"), gate(), target(), target()))
 		}
 		list := "accept"
 		if rng.IntN(2) == 0 {
@@ -161,9 +168,10 @@ func TestRunTestsMatchesAllows(t *testing.T) {
   "groups": {"group:g": ["u1@example.com", "u2@example.com"]},
   "tagOwners": {"tag:a": [], "tag:b": [], "tag:c": []},
   "services": {"svc:one": {"tags": ["tag:a"], "ports": ["5-9/tcp", "icmp"]}, "svc:two": {"tags": ["tag:b", "tag:c"], "ports": ["7", "20-25/udp"]}},
+  "postures": {"posture:l": ["os == linux", "agent_version >= 0.4.0"], "posture:old": ["agent_version < 0.4"]},
   "rules": [%s],
-  "tests": [{"src": %q, %q: [%q]}],
-}`, strings.Join(rules, ",\n"), pick("tag:a", "tag:b", "svc:two", "group:g", "node:n1"), list, target())
+  "tests": [{"src": %q, %s%q: [%q]}],
+}`, strings.Join(rules, ",\n"), pick("tag:a", "tag:b", "svc:two", "group:g", "node:n1", "status:quarantined"), testExtra(), list, target())
 		p, err := Parse([]byte(src))
 		if err != nil {
 			continue // a duplicate rule or overlapping ports; not what this checks
@@ -187,7 +195,7 @@ func TestRunTestsMatchesAllows(t *testing.T) {
 
 // referenceTest decides a test by asking Allows about every port.
 func referenceTest(p *Policy, t *Test) bool {
-	for _, src := range p.sourceProbes(t.Src) {
+	for _, src := range p.testSources(t) {
 		for _, lists := range []struct {
 			targets []Target
 			accept  bool

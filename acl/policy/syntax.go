@@ -17,7 +17,7 @@ const (
 	identRule = "1-63 characters a-z, 0-9, -, _ or . starting with a letter or digit"
 	labelRule = "a DNS label: 1-63 characters a-z, 0-9 or -, not starting or ending with -"
 	portsHelp = "want e.g. 22/tcp, 8000-8100/udp, icmp or a bare 22 (TCP and UDP)"
-	destHelp  = "destinations are svc:NAME or tag:NAME:PORTS"
+	destHelp  = "destinations are svc:NAME, tag:NAME:PORTS or status:quarantined:PORTS"
 	maxUser   = 254
 	// maxPorts bounds one list of ports, which is checked for overlaps
 	// pair by pair.
@@ -90,13 +90,22 @@ var selectorPrefixes = []struct {
 }
 
 // parseSelector checks the form of a selector: "tag:NAME", "group:NAME",
-// "svc:NAME", "node:NAME" or a user "name@domain".
+// "svc:NAME", "node:NAME", "status:quarantined" or a user "name@domain".
 func parseSelector(s string) (Selector, *partErr) {
 	if i := strings.IndexByte(s, '*'); i >= 0 {
 		return Selector{}, perr(i, wildcardMsg)
 	}
 	if s == "" {
 		return Selector{}, perr(0, "empty name")
+	}
+	if rest, ok := strings.CutPrefix(s, "status:"); ok {
+		if s == QuarantinedName {
+			return Selector{Kind: SelQuarantined, Name: s}, nil
+		}
+		if strings.HasPrefix(rest, "quarantined:") {
+			return Selector{}, perr(0, "%s: this names nodes and takes no ports", q(s))
+		}
+		return Selector{}, perr(0, "unknown status %s: the only status is %s", q(s), QuarantinedName)
 	}
 	for _, k := range selectorPrefixes {
 		rest, ok := strings.CutPrefix(s, k.prefix)
@@ -121,7 +130,8 @@ func parseSelector(s string) (Selector, *partErr) {
 }
 
 // parseTarget checks the form of a destination: "svc:NAME" (Ports left
-// for the caller to fill from the service) or "tag:NAME:PORTS".
+// for the caller to fill from the service), "tag:NAME:PORTS" or
+// "status:quarantined:PORTS".
 func parseTarget(s string) (Target, *partErr) {
 	if i := strings.IndexByte(s, '*'); i >= 0 {
 		return Target{}, perr(i, wildcardMsg)
@@ -148,6 +158,16 @@ func parseTarget(s string) (Target, *partErr) {
 			return Target{}, err
 		}
 		return Target{Sel: Selector{Kind: SelTag, Name: "tag:" + name}, Ports: specs}, nil
+	}
+	if rest, ok := strings.CutPrefix(s, QuarantinedName); ok && (rest == "" || rest[0] == ':') {
+		if rest == "" {
+			return Target{}, perr(0, "%s needs ports: write %s:PORTS, e.g. %s:22/tcp", q(s), s, s)
+		}
+		specs, err := parsePorts(rest[1:], len(QuarantinedName)+1)
+		if err != nil {
+			return Target{}, err
+		}
+		return Target{Sel: Selector{Kind: SelQuarantined, Name: QuarantinedName}, Ports: specs}, nil
 	}
 	if sel, err := parseSelector(s); err == nil {
 		return Target{}, perr(0, "%s cannot be a destination: %s", q(sel.Name), destHelp)

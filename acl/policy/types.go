@@ -11,10 +11,12 @@
 //	  "services":  {"svc:api": {"tags": ["tag:api"], "ports": ["8080/tcp"]},
 //	                "svc:db":  {"tags": ["tag:db"],  "ports": ["5432/tcp"]},
 //	                "svc:staging": {"tags": ["tag:staging"], "ports": ["443/tcp"]}},
+//	  "postures":  {"posture:modern": ["os == linux", "agent_version >= 0.4", "firewall == true"]},
 //	  "rules": [
 //	    {"src": ["tag:web"], "dst": ["svc:api"]},
 //	    {"src": ["svc:api"], "dst": ["svc:db"]},
-//	    {"src": ["group:dba"], "dst": ["tag:db:22/tcp", "tag:db:icmp"]},
+//	    {"src": ["group:dba"], "srcPosture": ["posture:modern"], "dst": ["tag:db:22/tcp", "tag:db:icmp"]},
+//	    {"src": ["status:quarantined"], "dst": ["svc:staging"]},
 //	  ],
 //	  "access": [
 //	    {"src": ["tag:ci"], "dst": ["svc:db"], "approvers": ["group:dba"], "maxDuration": "1h"},
@@ -22,12 +24,24 @@
 //	  ],
 //	  "tests": [
 //	    {"src": "tag:web", "accept": ["svc:api"], "deny": ["svc:db", "tag:db:22"]},
+//	    {"src": "tag:web", "quarantined": true, "accept": ["svc:staging"], "deny": ["svc:api"]},
 //	  ],
 //	}
 //
 // There is no wildcard and no default: an empty or missing policy admits
 // nothing, and a rule admits exactly what it names. Every error carries
 // the line and column of the text it is about.
+//
+// Postures are conditions on what a node's agent reports about its host
+// (wire.PostureAttributes). A rule's "srcPosture" makes its sources select
+// only nodes that satisfy every named posture; a condition on an attribute
+// the node did not report is false, whatever the operator (see
+// Condition.Holds).
+//
+// Quarantine: the selector "status:quarantined" (a source, or the target
+// "status:quarantined:PORTS") selects quarantined nodes, and no other
+// selector does: a quarantined node keeps only what rules naming
+// status:quarantined give it, which is the remediation path.
 package policy
 
 import (
@@ -45,6 +59,8 @@ type Policy struct {
 	TagOwners map[wire.Tag][]string
 	// Services maps "svc:<name>" to its definition.
 	Services map[string]*Service
+	// Postures maps "posture:<name>" to its conditions.
+	Postures map[string]*Posture
 	Rules    []*Rule
 	Access   []*AccessRule
 	Tests    []*Test
@@ -94,7 +110,13 @@ const (
 	SelService
 	// SelNode selects one node by name ("node:build-1").
 	SelNode
+	// SelQuarantined selects quarantined nodes, and only them
+	// ("status:quarantined"). Every other kind skips quarantined nodes.
+	SelQuarantined
 )
+
+// QuarantinedName is the text of the SelQuarantined selector.
+const QuarantinedName = "status:quarantined"
 
 // Selector names a set of nodes by identity.
 type Selector struct {
@@ -137,14 +159,21 @@ type Rule struct {
 	// IDs from one policy version to the next.
 	ID  string
 	Src []Selector
-	Dst []Target
-	Pos Pos
+	// SrcPosture names postures ("posture:NAME"); when set, Src selects
+	// only nodes that satisfy every one of them.
+	SrcPosture []string
+	Dst        []Target
+	Pos        Pos
 }
 
 // AccessRule says who may request just-in-time access to what, who
 // approves it, and for how long at most.
 type AccessRule struct {
 	Src []Selector
+	// SrcPosture names postures a requester must satisfy, each of them,
+	// to request access, and a grant's source to use it (see
+	// compile.Grant.SrcPosture).
+	SrcPosture []string
 	// Dst holds services or tag:port targets a request may name.
 	Dst []Target
 	// Approvers are users and groups; empty only with AutoApprove.
@@ -157,8 +186,13 @@ type AccessRule struct {
 // Test is a policy test: a node with identity Src must reach every
 // target in Accept (on all of its ports) and none in Deny (on any).
 type Test struct {
-	Src    Selector
-	Accept []Target
-	Deny   []Target
-	Pos    Pos
+	Src Selector
+	// Posture is the hypothetical source's posture attributes; nil means
+	// it reported none, so posture-gated rules do not admit it.
+	Posture map[string]string
+	// Quarantined makes the hypothetical source quarantined.
+	Quarantined bool
+	Accept      []Target
+	Deny        []Target
+	Pos         Pos
 }

@@ -121,6 +121,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		ResponseHeaderTimeout: callTimeout,
 		IdleConnTimeout:       90 * time.Second,
 		Proxy:                 nil,
+		DialContext:           contextDial, // dial.go
 	}
 	return &Client{
 		base:      base,
@@ -141,12 +142,20 @@ func (c *Client) Close() { c.tr.CloseIdleConnections() }
 // the current certificate.
 func (c *Client) CloseIdleConnections() { c.tr.CloseIdleConnections() }
 
-// Update reports changed node facts (endpoints).
+// Update reports changed node facts (endpoints, posture); nil fields are
+// left as the coordinator has them.
 func (c *Client) Update(ctx context.Context, req wire.UpdateRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
+	what := "endpoints"
+	switch {
+	case req.Posture != nil && req.Endpoints != nil:
+		what = "endpoints and posture"
+	case req.Posture != nil:
+		what = "posture"
+	}
 	if err := doJSON(ctx, c.hc, http.MethodPost, c.base+wire.PathUpdate, req, nil); err != nil {
-		return fmt.Errorf("reporting endpoints: %s", oneLine(err))
+		return fmt.Errorf("reporting %s: %s", what, oneLine(err))
 	}
 	return nil
 }

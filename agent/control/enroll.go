@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -38,6 +39,16 @@ func Enroll(ctx context.Context, baseURL string, req wire.EnrollRequest) (*Enrol
 	if err != nil {
 		return nil, err
 	}
+	return EnrollPinned(ctx, baseURL, req, key.CAFingerprint)
+}
+
+// EnrollPinned is Enroll with the coordinator's CA fingerprint given apart
+// from the request: a workload identity enrollment (req.IDToken) has no
+// enrollment key to carry it, and there is no trust on first use.
+func EnrollPinned(ctx context.Context, baseURL string, req wire.EnrollRequest, caFingerprint [sha256.Size]byte) (*Enrollment, error) {
+	if caFingerprint == ([sha256.Size]byte{}) {
+		return nil, errors.New("enrollment failed: no CA fingerprint to pin the coordinator by")
+	}
 	base, err := BaseURL(baseURL)
 	if err != nil {
 		return nil, err
@@ -53,9 +64,10 @@ func Enroll(ctx context.Context, baseURL string, req wire.EnrollRequest) (*Enrol
 
 	var tlsCA *x509.Certificate
 	tr := &http.Transport{
-		TLSClientConfig:     fingerprintTLSConfig(key.CAFingerprint, &tlsCA),
+		TLSClientConfig:     fingerprintTLSConfig(caFingerprint, &tlsCA),
 		TLSHandshakeTimeout: 10 * time.Second,
 		Proxy:               nil,
+		DialContext:         contextDial, // dial.go
 	}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, CheckRedirect: noRedirects}
@@ -78,8 +90,8 @@ func Enroll(ctx context.Context, baseURL string, req wire.EnrollRequest) (*Enrol
 	if err != nil {
 		return nil, fmt.Errorf("enrollment failed: coordinator sent a bad CA certificate: %v", err)
 	}
-	if wire.CAFingerprint(ca.Raw) != key.CAFingerprint || tlsCA == nil || !ca.Equal(tlsCA) {
-		return nil, errors.New("enrollment failed: coordinator sent a CA that does not match the enrollment key")
+	if wire.CAFingerprint(ca.Raw) != caFingerprint || tlsCA == nil || !ca.Equal(tlsCA) {
+		return nil, errors.New("enrollment failed: coordinator sent a CA that does not match the pinned CA fingerprint")
 	}
 	cert, err := x509.ParseCertificate(resp.Certificate)
 	if err != nil {

@@ -42,10 +42,15 @@ type UpRequest struct {
 	// Coordinator is the coordinator URL; empty means the enrolled one.
 	Coordinator string `json:"coordinator,omitempty"`
 	// AuthKey is the enrollment key. It is never logged or echoed.
-	AuthKey   string     `json:"auth_key,omitempty"`
-	Hostname  string     `json:"hostname,omitempty"`
-	Tags      []wire.Tag `json:"tags,omitempty"`
-	Ephemeral bool       `json:"ephemeral,omitempty"`
+	AuthKey string `json:"auth_key,omitempty"`
+	// IDToken, instead of AuthKey, is a workload identity (OIDC) token
+	// to enroll with; CAFingerprint ("sha256:<hex>") then pins the
+	// coordinator's CA. The token is never logged or echoed.
+	IDToken       string     `json:"id_token,omitempty"`
+	CAFingerprint string     `json:"ca_fingerprint,omitempty"`
+	Hostname      string     `json:"hostname,omitempty"`
+	Tags          []wire.Tag `json:"tags,omitempty"`
+	Ephemeral     bool       `json:"ephemeral,omitempty"`
 	// Timeout bounds the wait for the first netmap; zero means 30s.
 	Timeout time.Duration `json:"timeout,omitempty"`
 }
@@ -88,7 +93,21 @@ type Status struct {
 	// Rules are the netmap's inbound rules (without resolved sources):
 	// what may open flows into this node, and until when.
 	Rules []wire.FilterRule `json:"rules,omitempty"`
-	Peers []Peer            `json:"peers"`
+	// KeyExpiry is when this node's key expires; zero means never.
+	KeyExpiry time.Time `json:"key_expiry,omitzero"`
+	// KeyExpired is set once KeyExpiry passed on the agent's clock: the
+	// agent then keeps no peers (see KeyExpiredMessage).
+	KeyExpired bool `json:"key_expired,omitempty"`
+	// Posture is the host posture the agent last read; nil until read.
+	Posture *wire.Posture `json:"posture,omitempty"`
+	// Peers are the peers the data plane holds; a peer whose key
+	// expired is not listed.
+	Peers []Peer `json:"peers"`
+}
+
+// KeyExpiredMessage is what to tell a user whose node key expired at when.
+func KeyExpiredMessage(when time.Time) string {
+	return "node key expired " + when.UTC().Format(time.RFC3339) + "; ask an admin to extend it or re-enroll"
 }
 
 // Node is a node as the netmap describes it.
@@ -99,6 +118,10 @@ type Node struct {
 	Addresses []netip.Prefix   `json:"addresses"`
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
 	Tags      []wire.Tag       `json:"tags,omitempty"`
+	// KeyExpiry is when the node's key expires; zero means never.
+	KeyExpiry time.Time `json:"key_expiry,omitzero"`
+	// Ephemeral nodes are deleted when they go (latch down, agent exit).
+	Ephemeral bool `json:"ephemeral,omitempty"`
 }
 
 // Peer is a peer with its data-plane counters.

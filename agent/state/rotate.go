@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"strings"
 	"time"
 
@@ -30,7 +29,7 @@ func (d *Dir) SavePendingWGKey(k wgtypes.Key) error {
 // LoadPendingWGKey returns the key of a rotation in progress and whether
 // there is one.
 func (d *Dir) LoadPendingWGKey() (wgtypes.Key, bool, error) {
-	b, err := os.ReadFile(d.file(FilePendingWGKey))
+	b, err := d.readFile(FilePendingWGKey)
 	if errors.Is(err, fs.ErrNotExist) {
 		return wgtypes.Key{}, false, nil
 	}
@@ -47,10 +46,10 @@ func (d *Dir) LoadPendingWGKey() (wgtypes.Key, bool, error) {
 
 // DropPendingWGKey forgets a rotation the coordinator refused.
 func (d *Dir) DropPendingWGKey() error {
-	if err := os.Remove(d.file(FilePendingWGKey)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := d.remove(FilePendingWGKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("dropping pending WireGuard key: %w", err)
 	}
-	return syncDir(d.path)
+	return d.syncDirectory()
 }
 
 // CommitWGKey makes k, confirmed by the coordinator, the node's WireGuard
@@ -86,7 +85,7 @@ func (d *Dir) FinishRotation() error {
 // finishCommit records k's public half in the identity and removes the
 // pending file. The key file already holds k.
 func (d *Dir) finishCommit(k wgtypes.Key) error {
-	b, err := os.ReadFile(d.file(FileIdentity))
+	b, err := d.readFile(FileIdentity)
 	if err != nil {
 		return fmt.Errorf("committing WireGuard key: %w", unwrapPath(err))
 	}
@@ -108,9 +107,9 @@ func (d *Dir) finishCommit(k wgtypes.Key) error {
 // WGKeyTime returns when the current WireGuard key was written: the
 // enrollment or the last rotation.
 func (d *Dir) WGKeyTime() (time.Time, error) {
-	fi, err := os.Stat(d.file(FileWGKey))
+	t, err := d.modTime(FileWGKey)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("reading WireGuard key time: %w", unwrapPath(err))
 	}
-	return fi.ModTime(), nil
+	return t, nil
 }

@@ -63,6 +63,9 @@ type Identity struct {
 	// it. Only a new enrollment replaces it.
 	NetmapKey ed25519.PublicKey `json:"netmap_key"`
 	Enrolled  time.Time         `json:"enrolled"`
+	// Ephemeral is set for a node the coordinator enrolled as ephemeral:
+	// it leaves the network (wire.PathLeave) on `latch down` and on exit.
+	Ephemeral bool `json:"ephemeral,omitempty"`
 }
 
 // State is everything a node needs to rejoin its network after a restart.
@@ -88,6 +91,8 @@ type Prefs struct {
 // Dir is an agent state directory.
 type Dir struct {
 	path string
+	// mem, if set, holds every file in memory instead (OpenMemory).
+	mem *memFiles
 }
 
 // Open creates the state directory if needed (mode 0700) and tightens the
@@ -128,7 +133,7 @@ func (d *Dir) corrupt(name string, err error) error {
 // ErrNoIdentity if the node never enrolled, and a descriptive error if any
 // file is missing, unreadable or inconsistent with the others.
 func (d *Dir) Load() (*State, error) {
-	b, err := os.ReadFile(d.file(FileIdentity))
+	b, err := d.readFile(FileIdentity)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoIdentity
 	}
@@ -169,7 +174,7 @@ func (d *Dir) Load() (*State, error) {
 }
 
 func (d *Dir) loadWGKey() (wgtypes.Key, error) {
-	b, err := os.ReadFile(d.file(FileWGKey))
+	b, err := d.readFile(FileWGKey)
 	if err != nil {
 		return wgtypes.Key{}, d.corrupt(FileWGKey, unwrapPath(err))
 	}
@@ -182,7 +187,7 @@ func (d *Dir) loadWGKey() (wgtypes.Key, error) {
 }
 
 func (d *Dir) loadCertKey() (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(d.file(FileCertKey))
+	b, err := d.readFile(FileCertKey)
 	if err != nil {
 		return nil, d.corrupt(FileCertKey, unwrapPath(err))
 	}
@@ -202,7 +207,7 @@ func (d *Dir) loadCertKey() (ed25519.PrivateKey, error) {
 }
 
 func (d *Dir) loadCert(name string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(d.file(name))
+	b, err := d.readFile(name)
 	if err != nil {
 		return nil, d.corrupt(name, unwrapPath(err))
 	}
@@ -234,10 +239,10 @@ func (d *Dir) SaveEnrollment(st *State) error {
 	if err != nil {
 		return fmt.Errorf("saving enrollment: %w", err)
 	}
-	if err := os.Remove(d.file(FileNetmap)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := d.remove(FileNetmap); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("saving enrollment: removing old netmap: %w", err)
 	}
-	if err := os.Remove(d.file(FilePendingWGKey)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := d.remove(FilePendingWGKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("saving enrollment: removing pending WireGuard key: %w", err)
 	}
 	files := []struct {
@@ -285,7 +290,7 @@ type cachedNetmap struct {
 // signed by another key or for another node) is an error wrapping
 // ErrNetmapRefused and naming the reason.
 func (d *Dir) LoadNetmap(id wire.NodeID, key ed25519.PublicKey) (*wire.Netmap, error) {
-	b, err := os.ReadFile(d.file(FileNetmap))
+	b, err := d.readFile(FileNetmap)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -320,7 +325,7 @@ func (d *Dir) SaveNetmap(nm *wire.Netmap, sig []byte) error {
 // LoadPrefs returns the saved preferences; a node without any wants to run.
 func (d *Dir) LoadPrefs() (Prefs, error) {
 	p := Prefs{WantRunning: true}
-	b, err := os.ReadFile(d.file(FilePrefs))
+	b, err := d.readFile(FilePrefs)
 	if errors.Is(err, fs.ErrNotExist) {
 		return p, nil
 	}
@@ -345,6 +350,10 @@ func (d *Dir) SavePrefs(p Prefs) error {
 // writeAtomic replaces name with data: temporary file (0600), fsync,
 // rename, fsync of the directory.
 func (d *Dir) writeAtomic(name string, data []byte) (err error) {
+	if d.mem != nil {
+		d.writeMem(name, data)
+		return nil
+	}
 	f, err := os.CreateTemp(d.path, "."+name+".tmp-*")
 	if err != nil {
 		return err

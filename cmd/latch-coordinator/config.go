@@ -53,12 +53,21 @@ func serveFlags() (*flag.FlagSet, *flagValues) {
 	fs.DurationVar(&v.nodeCertLifetime, "node-cert-lifetime", d.NodeCertLifetime, "validity of node certificates (agents renew at half-life)")
 	fs.DurationVar(&v.keepalive, "keepalive", d.Keepalive, "longest silence on a node's netmap stream")
 	fs.DurationVar(&v.ephemeralGrace, "ephemeral-grace", d.EphemeralGrace, "how long an ephemeral node may stay disconnected before it is deleted")
+	fs.DurationVar(&v.nodeKeyExpiry, "node-key-expiry", d.NodeKeyExpiry, "key lifetime of nodes whose enrollment key sets none; an expired node loses every peer")
+	fs.DurationVar(&v.flowRetention, "flow-retention", d.FlowRetention, "how long flow log records (agents' flow summaries) are kept")
+	fs.IntVar(&v.flowMaxRecords, "flow-max-records", d.FlowMaxRecords, "most flow log records kept; beyond it the oldest are deleted")
 	for i, r := range rateFlags {
 		l := r.field(&d)
 		fs.Var(&rateValue{r: &v.rates[i]}, r.name+"-rate-"+r.per, "average `RATE` of "+r.help+": N/s, N/m or N/h, or off (default "+formatRate(*l)+")")
 		fs.Var(&burstValue{n: &v.bursts[i]}, r.name+"-burst-"+r.per, "`N` "+r.help+" allowed at once (default "+strconv.Itoa(l.Burst)+")")
 	}
 	fs.StringVar(&v.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	fs.StringVar(&v.oidcCAFile, "oidc-ca-file", "", "PEM `FILE` of CA certificates trusted for OIDC issuers' HTTPS (workload identity), besides the system roots")
+	// Web console (issue 6).
+	fs.BoolVar(&v.console, "console", true, "serve the web console at /console (--console=false turns it off)")
+	fs.DurationVar(&v.consoleLifetime, "console-session-lifetime", 12*time.Hour, "absolute lifetime of a web console session")
+	fs.DurationVar(&v.consoleIdle, "console-idle-timeout", time.Hour, "a web console session unused this long ends")
+	fs.Var(&v.consoleHosts, "console-host", "extra host `NAME` the web console answers to (a reverse proxy's), besides the TLS certificate's names and IPs (repeatable or comma list)")
 	return fs, v
 }
 
@@ -66,8 +75,15 @@ type flagValues struct {
 	config, listen, dataDir, db, trustDomain, logLevel string
 	serverNames                                        nameList
 	nodeCertLifetime, keepalive, ephemeralGrace        time.Duration
+	nodeKeyExpiry                                      time.Duration
+	flowRetention                                      time.Duration
+	flowMaxRecords                                     int
 	rates                                              [3]float64 // by rateFlags index
+	oidcCAFile                                         string
 	bursts                                             [3]int
+	console                                            bool // web console (issue 6)
+	consoleLifetime, consoleIdle                       time.Duration
+	consoleHosts                                       nameList
 }
 
 // rateFlags are the rate limit flag pairs: --NAME-rate-PER and
@@ -173,8 +189,24 @@ func parseServe(args []string) (serveOptions, error) {
 			opts.cfg.Keepalive = v.keepalive
 		case "ephemeral-grace":
 			opts.cfg.EphemeralGrace = v.ephemeralGrace
+		case "node-key-expiry":
+			opts.cfg.NodeKeyExpiry = v.nodeKeyExpiry
+		case "flow-retention":
+			opts.cfg.FlowRetention = v.flowRetention
+		case "flow-max-records":
+			opts.cfg.FlowMaxRecords = v.flowMaxRecords
 		case "log-level":
 			level = v.logLevel
+		case "oidc-ca-file":
+			opts.cfg.OIDCCAFile = v.oidcCAFile
+		case "console":
+			opts.cfg.Console.Disabled = !v.console
+		case "console-session-lifetime":
+			opts.cfg.Console.SessionLifetime = v.consoleLifetime
+		case "console-idle-timeout":
+			opts.cfg.Console.IdleTimeout = v.consoleIdle
+		case "console-host":
+			opts.cfg.Console.Hosts = v.consoleHosts
 		}
 		for i, r := range rateFlags {
 			switch f.Name {
@@ -204,7 +236,11 @@ type fileConfig struct {
 	NodeCertLifetime *string         `json:"node-cert-lifetime"`
 	Keepalive        *string         `json:"keepalive"`
 	EphemeralGrace   *string         `json:"ephemeral-grace"`
+	NodeKeyExpiry    *string         `json:"node-key-expiry"`
+	FlowRetention    *string         `json:"flow-retention"`
+	FlowMaxRecords   *int            `json:"flow-max-records"`
 	LogLevel         *string         `json:"log-level"`
+	OIDCCAFile       *string         `json:"oidc-ca-file"`
 	// Rate limits: a rate is a string like "10/s" or "off"; a burst a number.
 	EnrollRatePerIP       *string `json:"enroll-rate-per-ip"`
 	EnrollBurstPerIP      *int    `json:"enroll-burst-per-ip"`
@@ -212,6 +248,11 @@ type fileConfig struct {
 	EnrollBurstPerKey     *int    `json:"enroll-burst-per-key"`
 	AuthFailureRatePerIP  *string `json:"auth-failure-rate-per-ip"`
 	AuthFailureBurstPerIP *int    `json:"auth-failure-burst-per-ip"`
+	// Web console (issue 6).
+	Console                *bool           `json:"console"`
+	ConsoleSessionLifetime *string         `json:"console-session-lifetime"`
+	ConsoleIdleTimeout     *string         `json:"console-idle-timeout"`
+	ConsoleHost            json.RawMessage `json:"console-host"` // like server-name
 }
 
 // applyFile applies the options in a JSON or HuJSON file to cfg.
@@ -240,13 +281,40 @@ func applyFile(cfg *coordinator.Config, level *string, path string) error {
 	set(&cfg.DB, fc.DB)
 	set(&cfg.TrustDomain, fc.TrustDomain)
 	set(level, fc.LogLevel)
+	set(&cfg.OIDCCAFile, fc.OIDCCAFile)
+	if fc.FlowMaxRecords != nil {
+		cfg.FlowMaxRecords = *fc.FlowMaxRecords
+	}
+	if fc.Console != nil {
+		cfg.Console.Disabled = !*fc.Console
+	}
+	if len(fc.ConsoleHost) > 0 {
+		var one string
+		var many []string
+		var names nameList
+		switch {
+		case json.Unmarshal(fc.ConsoleHost, &one) == nil:
+			names.Set(one)
+		case json.Unmarshal(fc.ConsoleHost, &many) == nil:
+			for _, n := range many {
+				names.Set(n)
+			}
+		default:
+			return fmt.Errorf("config %s: console-host: want a string or a list of strings", path)
+		}
+		cfg.Console.Hosts = names
+	}
 	for name, pair := range map[string]struct {
 		dst *time.Duration
 		src *string
 	}{
-		"node-cert-lifetime": {&cfg.NodeCertLifetime, fc.NodeCertLifetime},
-		"keepalive":          {&cfg.Keepalive, fc.Keepalive},
-		"ephemeral-grace":    {&cfg.EphemeralGrace, fc.EphemeralGrace},
+		"node-cert-lifetime":       {&cfg.NodeCertLifetime, fc.NodeCertLifetime},
+		"keepalive":                {&cfg.Keepalive, fc.Keepalive},
+		"ephemeral-grace":          {&cfg.EphemeralGrace, fc.EphemeralGrace},
+		"node-key-expiry":          {&cfg.NodeKeyExpiry, fc.NodeKeyExpiry},
+		"flow-retention":           {&cfg.FlowRetention, fc.FlowRetention},
+		"console-session-lifetime": {&cfg.Console.SessionLifetime, fc.ConsoleSessionLifetime},
+		"console-idle-timeout":     {&cfg.Console.IdleTimeout, fc.ConsoleIdleTimeout},
 	} {
 		if pair.src == nil {
 			continue

@@ -74,7 +74,7 @@ func TestConfigFileThenFlags(t *testing.T) {
 	if c.Keepalive != 20*time.Second || !slices.Equal(c.ServerNames, []string{"c.example.com"}) {
 		t.Fatalf("flags did not override the file: keepalive %v, names %v", c.Keepalive, c.ServerNames)
 	}
-	if c.EphemeralGrace != 2*time.Minute || c.DB != "" {
+	if c.EphemeralGrace != 8*time.Second || c.DB != "" {
 		t.Fatalf("defaults lost: %+v", c)
 	}
 	opts, err = parseServe([]string{"--config", path})
@@ -102,7 +102,7 @@ func TestDefaults(t *testing.T) {
 	}
 	c := opts.cfg
 	if c.Listen != ":8443" || c.DataDir != "/var/lib/latch-coordinator" || c.TrustDomain != "latch.internal" ||
-		c.NodeCertLifetime != time.Hour || c.Keepalive != 15*time.Second || opts.level != slog.LevelInfo {
+		c.NodeCertLifetime != time.Hour || c.Keepalive != 10*time.Second || opts.level != slog.LevelInfo {
 		t.Fatalf("defaults %+v", c)
 	}
 	if p, _ := c.DBPath(); p != "/var/lib/latch-coordinator/latch.db" {

@@ -18,7 +18,7 @@ func keysCreateCommand() *command {
 	return &command{
 		name:    "create",
 		summary: "create an enrollment key (printed once)",
-		usage:   "keys create [--reusable] [--ephemeral] [--tags tag:a,tag:b] [--expiry 24h] [--description TEXT] [--json]",
+		usage:   "keys create [--reusable] [--ephemeral] [--tags tag:a,tag:b] [--expiry 24h] [--node-expiry 720h | --no-node-expiry] [--max-uses N] [--description TEXT] [--json]",
 		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			af := addAdminFlags(fs, e)
 			reusable := fs.Bool("reusable", false, "the key enrolls any number of nodes until it expires")
@@ -26,6 +26,7 @@ func keysCreateCommand() *command {
 			tags := fs.String("tags", "", "comma-separated `tags` the key grants")
 			expiry := fs.Duration("expiry", 24*time.Hour, "lifetime of the key (at most 90 days)")
 			desc := fs.String("description", "", "free `text` to recognise the key by")
+			nef := addNodeExpiryFlags(fs)
 			asJSON := fs.Bool("json", false, "print JSON")
 			return func(ctx context.Context, args []string) error {
 				if err := wantArgs("keys create", args, 0, ""); err != nil {
@@ -44,6 +45,9 @@ func keysCreateCommand() *command {
 				}
 				var resp wire.CreateKeyResponse
 				req := wire.CreateKeyRequest{Description: *desc, Reusable: *reusable, Ephemeral: *ephemeral, Tags: tl, Expiry: *expiry}
+				if err := nef.apply(&req); err != nil {
+					return usagef("keys create: %v", err)
+				}
 				if err := c.do(ctx, http.MethodPost, wire.PathKeys, req, &resp); err != nil {
 					return fmt.Errorf("creating key: %w", err)
 				}
@@ -69,6 +73,10 @@ func printKeyInfo(w io.Writer, k wire.KeyInfo, now time.Time) {
 	fmt.Fprintf(tw, "ephemeral:\t%s\n", yesNo(k.Ephemeral))
 	fmt.Fprintf(tw, "tags:\t%s\n", tagList(k.Tags))
 	fmt.Fprintf(tw, "expires:\t%s\n", relTime(k.Expires, now))
+	fmt.Fprintf(tw, "node expiry:\t%s\n", nodeExpiryOf(k))
+	if k.MaxUses > 0 {
+		fmt.Fprintf(tw, "max uses:\t%d\n", k.MaxUses)
+	}
 	tw.Flush()
 }
 
@@ -82,7 +90,7 @@ func keyState(k wire.KeyInfo, now time.Time) string {
 		return "revoked"
 	case !now.Before(k.Expires):
 		return "expired"
-	case !k.Reusable && k.Uses > 0:
+	case !k.Reusable && k.Uses > 0, k.MaxUses > 0 && k.Uses >= k.MaxUses:
 		return "used"
 	}
 	return "active"
@@ -94,10 +102,10 @@ func printKeys(w io.Writer, keys []wire.KeyInfo, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tREUSABLE\tEPHEMERAL\tUSES\tTAGS\tEXPIRES\tDESCRIPTION")
+	fmt.Fprintln(tw, "ID\tSTATE\tREUSABLE\tEPHEMERAL\tUSES\tTAGS\tEXPIRES\tNODE EXPIRY\tDESCRIPTION")
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", k.ID, keyState(k, now), yesNo(k.Reusable), yesNo(k.Ephemeral),
-			k.Uses, tagList(k.Tags), relTime(k.Expires, now), k.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, keyState(k, now), yesNo(k.Reusable), yesNo(k.Ephemeral),
+			usesOf(k), tagList(k.Tags), relTime(k.Expires, now), nodeExpiryOf(k), k.Description)
 	}
 	tw.Flush()
 }
@@ -116,9 +124,10 @@ func printNodes(w io.Writer, nodes []wire.NodeInfo, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tADDRESSES\tTAGS\tONLINE\tLAST SEEN")
+	fmt.Fprintln(tw, "ID\tNAME\tADDRESSES\tTAGS\tONLINE\tSTATE\tLAST SEEN")
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.Name, joinPrefixAddrs(n.Addresses, ","), tagList(n.Tags), yesNo(n.Online), lastSeen(n, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.Name, joinPrefixAddrs(n.Addresses, ","), tagList(n.Tags), yesNo(n.Online),
+			nodeState(n), lastSeen(n, now))
 	}
 	tw.Flush()
 }
@@ -183,6 +192,7 @@ func printNode(w io.Writer, n wire.NodeInfo, now time.Time) {
 	if n.KeyID != "" {
 		fmt.Fprintf(tw, "enrollment key:\t%s\n", n.KeyID)
 	}
+	printNodeIdentity(tw, n, now)
 	tw.Flush()
 }
 

@@ -26,14 +26,16 @@ func upCommand() *command {
 	return &command{
 		name:    "up",
 		summary: "connect this node, enrolling it first if needed, and wait for its netmap",
-		usage:   "up --coordinator URL --auth-key KEY [--hostname H] [--tags tag:a,tag:b] [--ephemeral]",
+		usage: "up --coordinator URL (--auth-key KEY | --id-token TOKEN | --id-token-file FILE) [--ca-fingerprint sha256:HEX]\n" +
+			"          [--hostname H] [--tags tag:a,tag:b] [--ephemeral]",
 		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			socket := socketFlag(fs, e)
 			coord := fs.String("coordinator", e.getenv("LATCH_COORDINATOR"), "coordinator `URL` (env LATCH_COORDINATOR); needed to enroll")
 			key := fs.String("auth-key", e.getenv("LATCH_AUTH_KEY"), "enrollment `key` (env LATCH_AUTH_KEY); needed to enroll")
+			idf := addIDTokenFlags(fs, e) // workload identity (trustcmds.go)
 			hostname := fs.String("hostname", "", "host `name` to enroll with (default: the system's)")
 			tags := fs.String("tags", "", "comma-separated `tags` to ask for (default: all of the key's)")
-			ephemeral := fs.Bool("ephemeral", false, "enroll as an ephemeral node")
+			ephemeral := fs.Bool("ephemeral", false, "enroll as an ephemeral node: deleted at once on latch down or agent exit, and 15s after losing contact")
 			timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the first netmap")
 			asJSON := fs.Bool("json", false, "print the result as JSON")
 			return func(ctx context.Context, args []string) error {
@@ -47,17 +49,25 @@ func upCommand() *command {
 				if *timeout <= 0 {
 					return usagef("up: --timeout must be positive")
 				}
-				if *key != "" {
+				idToken, fp, err := idf.resolve(*key)
+				if err != nil {
+					return err
+				}
+				if *key != "" && idToken == "" {
 					// Fail fast, without echoing the key.
 					if _, err := wire.ParseAuthKey(*key); err != nil {
 						return usagef("up: %v", err)
 					}
 				}
 				cl := localapi.NewClient(*socket)
-				resp, err := cl.Up(ctx, localapi.UpRequest{
+				upReq := localapi.UpRequest{
 					Coordinator: *coord, AuthKey: *key, Hostname: *hostname,
 					Tags: tl, Ephemeral: *ephemeral, Timeout: *timeout,
-				})
+				}
+				if idToken != "" {
+					upReq.AuthKey, upReq.IDToken, upReq.CAFingerprint = "", idToken, fp
+				}
+				resp, err := cl.Up(ctx, upReq)
 				if err != nil {
 					return err
 				}
@@ -77,7 +87,7 @@ func upCommand() *command {
 func downCommand() *command {
 	return &command{
 		name:    "down",
-		summary: "disconnect and remove the interface; the node stays enrolled",
+		summary: "disconnect and remove the interface; the node stays enrolled (an ephemeral node leaves and is deleted)",
 		usage:   "down",
 		flags: func(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 			socket := socketFlag(fs, e)
@@ -85,8 +95,17 @@ func downCommand() *command {
 				if err := wantArgs("down", args, 0, ""); err != nil {
 					return err
 				}
-				if err := localapi.NewClient(*socket).Down(ctx); err != nil {
+				cl := localapi.NewClient(*socket)
+				st, err := cl.Status(ctx)
+				if err != nil {
 					return err
+				}
+				if err := cl.Down(ctx); err != nil {
+					return err
+				}
+				if st.Self != nil && st.Self.Ephemeral {
+					fmt.Fprintln(e.stdout, "latch is down: this ephemeral node left the network and was deleted")
+					return nil
 				}
 				fmt.Fprintln(e.stdout, "latch is down (still enrolled: \"latch up\" reconnects)")
 				return nil
@@ -139,6 +158,17 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 	if !st.CertExpires.IsZero() {
 		fmt.Fprintf(tw, "certificate:\texpires %s\n", relTime(st.CertExpires, now))
 	}
+	switch {
+	case st.KeyExpired:
+		fmt.Fprintf(tw, "node key:\t%s\n", localapi.KeyExpiredMessage(st.KeyExpiry))
+	case !st.KeyExpiry.IsZero():
+		fmt.Fprintf(tw, "node key:\texpires %s (%s)\n", relTime(st.KeyExpiry, now), st.KeyExpiry.UTC().Format(time.RFC3339))
+	case st.NetmapVersion != 0:
+		fmt.Fprintf(tw, "node key:\tdoes not expire\n")
+	}
+	if p := st.Posture; p != nil {
+		fmt.Fprintf(tw, "posture:\t%s\n", postureLine(p))
+	}
 	if st.NetmapVersion != 0 {
 		fmt.Fprintf(tw, "inbound rules:\t%d\n", len(st.Rules))
 		for _, r := range st.Rules {
@@ -186,6 +216,24 @@ func printStatus(w io.Writer, st localapi.Status, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, joinPrefixAddrs(p.Addresses, ","), in, ep, hs, bytesStr(p.RxBytes), bytesStr(p.TxBytes))
 	}
 	tw.Flush()
+}
+
+// postureLine renders a posture on one line; unknown values show as "?".
+func postureLine(p *wire.Posture) string {
+	str := func(s string) string {
+		if s == "" {
+			return "?"
+		}
+		return s
+	}
+	b := func(v *bool) string {
+		if v == nil {
+			return "?"
+		}
+		return yesNo(*v)
+	}
+	return fmt.Sprintf("os %s %s, kernel %s, agent %s, hostname %s, firewall %s, disk encryption %s",
+		str(p.OS), str(p.OSVersion), str(p.Kernel), str(p.AgentVersion), str(p.Hostname), b(p.Firewall), b(p.DiskEncryption))
 }
 
 func pingCommand() *command {

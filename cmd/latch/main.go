@@ -85,8 +85,11 @@ func commands() []*command {
 			policyCheckCommand(), policyGetCommand(), policySetCommand(), policyVersionsCommand(), policyRestoreCommand()}},
 		{name: "keys", summary: "manage enrollment keys (admin)", sub: []*command{keysCreateCommand(), keysListCommand(), keysRevokeCommand()}},
 		{name: "tokens", summary: "manage admin API tokens (admin)", sub: []*command{tokensCreateCommand(), tokensListCommand(), tokensRevokeCommand()}},
-		{name: "nodes", summary: "list, show, delete and revoke nodes (admin)", sub: []*command{nodesListCommand(), nodesShowCommand(), nodesDeleteCommand(), nodesRevokeCommand()}},
+		{name: "nodes", summary: "list, show, delete, revoke, quarantine, expire and tag nodes (admin)", sub: []*command{nodesListCommand(), nodesShowCommand(), nodesDeleteCommand(), nodesRevokeCommand(),
+			nodesQuarantineCommand(), nodesUnquarantineCommand(), nodesExpireCommand(), nodesExpiryCommand(), nodesTagCommand()}},
 		auditCommand(),
+		flowsCommand(),
+		trustCommand(),
 	}
 }
 

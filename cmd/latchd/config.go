@@ -20,7 +20,12 @@ import (
 // flags given on the command line.
 type Config struct {
 	// StateDir holds identity, keys, certificates and the last netmap.
+	// "mem:" means State "mem".
 	StateDir string `json:"state_dir"`
+	// State is "disk" (the default, also when empty: StateDir) or "mem": identity, keys
+	// and the netmap cache live in memory only and nothing is written to
+	// disk; the node enrolls as ephemeral and leaves on exit.
+	State string `json:"state"`
 	// Socket is the local API's unix socket.
 	Socket string `json:"socket"`
 	// Interface is the overlay interface name (at most 15 bytes).
@@ -33,6 +38,14 @@ type Config struct {
 	// duration ("24h"); empty means agent.DefaultKeyRotation; "0" never
 	// rotates on a schedule (`latch rotate` still does).
 	KeyRotation string `json:"key_rotation"`
+	// PostureInterval is how often the host posture is re-read and, when
+	// it changed, reported, as a Go duration ("30s"); empty means
+	// agent.DefaultPostureInterval.
+	PostureInterval string `json:"posture_interval"`
+	// FlowInterval is how often flow summaries are reported to the
+	// coordinator, as a Go duration; empty means DefaultFlowInterval,
+	// "0" turns flow logs off (see flows.go).
+	FlowInterval string `json:"flow_interval"`
 }
 
 // Defaults.
@@ -58,6 +71,10 @@ latchd is the Latch agent. It runs without an identity until "latch up";
 with a saved identity it brings the overlay up from its cached netmap at
 once and connects to the coordinator.
 
+With --state mem (or --state-dir mem:) nothing is written to disk: the
+identity lives in memory, the node enrolls as ephemeral, and it leaves the
+network on SIGTERM or SIGINT, so a container or CI runner vanishes cleanly.
+
 flags:
 `
 
@@ -69,12 +86,15 @@ func parseArgs(args []string, out io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("latchd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	configFile := fs.String("config", "", "JSON or HuJSON configuration `file`; flags override it")
-	stateDir := fs.String("state-dir", def.StateDir, "state `dir`ectory (identity, keys, last netmap)")
+	stateDir := fs.String("state-dir", def.StateDir, "state `dir`ectory (identity, keys, last netmap); \"mem:\" is --state mem")
+	stateKind := fs.String("state", def.State, "where state lives: `disk` (--state-dir) or mem (memory only, nothing on disk; the node is ephemeral)")
 	socket := fs.String("socket", def.Socket, "local API unix socket `path`")
 	iface := fs.String("interface", def.Interface, "overlay interface `name` (at most 15 bytes)")
 	port := fs.Int("port", def.Port, "WireGuard UDP listen `port`")
 	logLevel := fs.String("log-level", def.LogLevel, "log `level`: debug, info, warn, error")
 	keyRotation := fs.String("key-rotation", def.KeyRotation, "replace the WireGuard key every `duration` (with jitter; default 24h); 0 never")
+	postureInterval := fs.String("posture-interval", def.PostureInterval, "re-read the host posture (firewall, disk encryption, versions) every `duration` and report changes (default 30s)")
+	flowInterval := fs.String("flow-interval", def.FlowInterval, "report flow summaries (who talked to which service, verdicts, packets, bytes; never payloads) to the coordinator every `duration` (default 5s); 0 turns flow logs off")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(out, usage)
@@ -97,6 +117,8 @@ func parseArgs(args []string, out io.Writer) (Config, error) {
 		switch f.Name {
 		case "state-dir":
 			cfg.StateDir = *stateDir
+		case "state":
+			cfg.State = *stateKind
 		case "socket":
 			cfg.Socket = *socket
 		case "interface":
@@ -107,6 +129,10 @@ func parseArgs(args []string, out io.Writer) (Config, error) {
 			cfg.LogLevel = *logLevel
 		case "key-rotation":
 			cfg.KeyRotation = *keyRotation
+		case "posture-interval":
+			cfg.PostureInterval = *postureInterval
+		case "flow-interval":
+			cfg.FlowInterval = *flowInterval
 		}
 	})
 	return cfg, cfg.validate()
@@ -135,6 +161,8 @@ func (c Config) validate() error {
 	switch {
 	case c.StateDir == "":
 		return errors.New("--state-dir must not be empty")
+	case c.State != "" && c.State != StateDisk && c.State != StateMem:
+		return fmt.Errorf("invalid --state %q: want disk or mem", c.State)
 	case c.Socket == "":
 		return errors.New("--socket must not be empty")
 	case c.Interface == "" || len(c.Interface) > 15 || strings.ContainsAny(c.Interface, "/ \t\n"):
@@ -145,9 +173,26 @@ func (c Config) validate() error {
 	if _, err := c.keyRotation(); err != nil {
 		return err
 	}
+	if _, err := c.postureInterval(); err != nil {
+		return err
+	}
+	if _, err := c.flowInterval(); err != nil {
+		return err
+	}
 	_, err := c.level()
 	return err
 }
+
+// State kinds (--state).
+const (
+	StateDisk = "disk"
+	StateMem  = "mem"
+	// memStateDir is the --state-dir that means --state mem.
+	memStateDir = "mem:"
+)
+
+// MemoryState reports whether state lives in memory only.
+func (c Config) MemoryState() bool { return c.State == StateMem || c.StateDir == memStateDir }
 
 // minKeyRotation keeps a typo ("24s") from rotating keys in a loop.
 const minKeyRotation = time.Minute
@@ -163,6 +208,25 @@ func (c Config) keyRotation() (time.Duration, error) {
 		return 0, fmt.Errorf("invalid --key-rotation %q: want a duration of at least %v, like \"24h\", or 0 for never", c.KeyRotation, minKeyRotation)
 	case d == 0:
 		return -1, nil
+	}
+	return d, nil
+}
+
+// Bounds of --posture-interval: reading the posture runs nft, so not in
+// a loop; and a posture change should not wait for hours.
+const (
+	minPostureInterval = time.Second
+	maxPostureInterval = time.Hour
+)
+
+// postureInterval returns agent.Config.PostureInterval.
+func (c Config) postureInterval() (time.Duration, error) {
+	if c.PostureInterval == "" {
+		return agent.DefaultPostureInterval, nil
+	}
+	d, err := time.ParseDuration(c.PostureInterval)
+	if err != nil || d < minPostureInterval || d > maxPostureInterval {
+		return 0, fmt.Errorf("invalid --posture-interval %q: want a duration from %v to %v, like \"30s\"", c.PostureInterval, minPostureInterval, maxPostureInterval)
 	}
 	return d, nil
 }

@@ -13,7 +13,7 @@ import (
 
 // newEngine creates the in-process WireGuard device.
 func newEngine(opts agent.EngineOptions) (agent.Engine, error) {
-	e, err := overlay.New(overlay.Options{Interface: opts.Interface, MTU: opts.MTU, Logger: opts.Logger})
+	e, err := overlay.New(overlay.Options{Interface: opts.Interface, MTU: opts.MTU, Logger: opts.Logger, Flows: opts.Flows})
 	if err != nil {
 		return nil, err
 	}

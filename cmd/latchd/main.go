@@ -54,14 +54,26 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	postureEvery, err := cfg.postureInterval()
+	if err != nil {
+		return err
+	}
+	flowEvery, err := cfg.flowInterval()
+	if err != nil {
+		return err
+	}
 	ag, err := agent.New(agent.Config{
-		KeyRotation: rotation,
-		StateDir:    cfg.StateDir,
-		Interface:   cfg.Interface,
-		ListenPort:  cfg.Port,
-		Logger:      log,
-		NewEngine:   newEngine,
-		OverlayMTU:  overlayMTU,
+		KeyRotation:     rotation,
+		PostureInterval: postureEvery,
+		FlowInterval:    flowEvery,
+		Posture:         agent.NewSystemPosture(log),
+		StateDir:        cfg.StateDir,
+		MemoryState:     cfg.MemoryState(), // --state mem: nothing on disk
+		Interface:       cfg.Interface,
+		ListenPort:      cfg.Port,
+		Logger:          log,
+		NewEngine:       newEngine,
+		OverlayMTU:      overlayMTU,
 	})
 	if err != nil {
 		return err
@@ -83,7 +95,11 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer cancelRun()
 	runErr := make(chan error, 1)
 	go func() { runErr <- ag.Run(runCtx) }()
-	log.Info("latchd started", "socket", cfg.Socket, "state_dir", cfg.StateDir, "interface", cfg.Interface, "port", cfg.Port)
+	stateDir := cfg.StateDir
+	if cfg.MemoryState() {
+		stateDir = "(memory only)"
+	}
+	log.Info("latchd started", "socket", cfg.Socket, "state_dir", stateDir, "interface", cfg.Interface, "port", cfg.Port)
 
 	var failed error
 	select {

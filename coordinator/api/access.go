@@ -50,7 +50,8 @@ func cleanReason(s string, required bool) (string, error) {
 
 // identity is who a node is to the policy.
 func identity(n store.Node) policy.Identity {
-	return policy.Identity{Name: n.Name, Tags: slices.Clone(n.Tags), Owner: n.PolicyOwner()}
+	return policy.Identity{Name: n.Name, Tags: slices.Clone(n.Tags), Owner: n.PolicyOwner(),
+		Posture: n.Posture.Attrs(), Quarantined: n.Quarantined}
 }
 
 // grantPorts returns the ports a grant to service opens (see
@@ -163,6 +164,7 @@ func (s *Server) handleNodeAccess(w http.ResponseWriter, r *http.Request) {
 			ar.Expires = now.Add(d)
 			ar.Ports = ports
 			ar.PolicyVersion = sp.Version
+			ar.SrcPosture = rule.SrcPosture
 		}
 		action := audit.AccessRequest
 		summary := map[string]any{"to": ar.To, "port": ar.Port, "duration": ar.Duration.String(), "reason": ar.Reason}
@@ -347,6 +349,7 @@ func (s *Server) handleApproveAccess(w http.ResponseWriter, r *http.Request) {
 			Expires:       now.Add(ar.Duration),
 			Ports:         ports,
 			PolicyVersion: sp.Version,
+			SrcPosture:    rule.SrcPosture,
 		})
 		if errors.Is(err, store.ErrPolicyChanged) && attempt+1 < decideAttempts {
 			continue

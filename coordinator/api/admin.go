@@ -34,6 +34,10 @@ type tokenKey struct{}
 // (RateLimits.AuthFailuresPerIP): over the limit, 429 with Retry-After.
 func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := principalFrom(r); ok {
+			s.authorize(w, r, store.APIToken{ID: p.ID, User: p.User, Scopes: p.Scopes}, scope, h)
+			return
+		}
 		// A source that failed too often is refused before its token is
 		// looked at; every failure takes a token from its bucket.
 		ip := sourceIP(r)
@@ -81,14 +85,21 @@ func (s *Server) admin(scope string, h http.HandlerFunc) http.HandlerFunc {
 		case !t.Expires.IsZero() && !now.Before(t.Expires):
 			unauthorized("API token expired")
 			return
-		case !hasScope(t.Scopes, scope):
-			s.log.Info("refused API call outside the token's scopes", logToken, t.ID, "scope", scope, "path", r.URL.Path)
-			s.auditDenied(r, t, scope)
-			writeError(w, http.StatusForbidden, fmt.Sprintf("API token lacks the %s scope needed for %s %s", scope, r.Method, r.URL.Path))
-			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, t)))
+		s.authorize(w, r, t, scope, h)
 	}
+}
+
+// authorize runs h for the authenticated caller t if its scopes grant
+// scope; otherwise it answers 403 and audits the refusal.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, t store.APIToken, scope string, h http.HandlerFunc) {
+	if !hasScope(t.Scopes, scope) {
+		s.log.Info("refused API call outside the caller's scopes", logToken, t.ID, "scope", scope, "path", r.URL.Path)
+		s.auditDenied(r, t, scope)
+		writeError(w, http.StatusForbidden, fmt.Sprintf("API token lacks the %s scope needed for %s %s", scope, r.Method, r.URL.Path))
+		return
+	}
+	h(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, t)))
 }
 
 // hasScope reports whether scopes grant need.
@@ -152,6 +163,10 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if err := checkKeyIdentity(req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if !s.mayAssignTags(w, r, req.Tags) {
 		return
 	}
@@ -174,19 +189,23 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		Expires:     now.Add(req.Expiry),
 		// Untagged nodes this key enrolls are owned by the caller's user.
 		CreatedByUser: caller(r).User,
+		NodeExpiry:    req.NodeExpiry,
+		NoNodeExpiry:  req.NoNodeExpiry,
+		MaxUses:       req.MaxUses,
 	}
 	ctx := s.audited(r, audit.KeyCreate, audit.KeyActor(k.ID), map[string]any{
-		"reusable": k.Reusable, "ephemeral": k.Ephemeral, "tags": k.Tags, "expires": k.Expires, "description": k.Description})
+		"reusable": k.Reusable, "ephemeral": k.Ephemeral, "tags": k.Tags, "expires": k.Expires, "description": k.Description,
+		"node_expiry": k.NodeExpiry.String(), "no_node_expiry": k.NoNodeExpiry, "max_uses": k.MaxUses})
 	if err := s.cfg.Store.CreateEnrollmentKey(ctx, k, store.HashSecret(key.Secret)); err != nil {
 		s.internalError(w, r, "creating enrollment key", err)
 		return
 	}
 	s.log.Info("enrollment key created", logKeyID, k.ID, logToken, tokenID(r), "reusable", k.Reusable, "expires", k.Expires)
-	writeJSON(w, http.StatusCreated, wire.CreateKeyResponse{Key: key.String(), Info: keyInfo(k)})
+	writeJSON(w, http.StatusCreated, wire.CreateKeyResponse{Key: key.String(), Info: s.keyInfo(k)})
 }
 
 func (s *Server) handleListKeys(w http.ResponseWriter, r *http.Request) {
-	serveList(s, w, r, "listing enrollment keys", s.cfg.Store.EnrollmentKeys, keyInfo)
+	serveList(s, w, r, "listing enrollment keys", s.cfg.Store.EnrollmentKeys, s.keyInfo)
 }
 
 func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
@@ -211,10 +230,13 @@ func (s *Server) nodeInfo(n store.Node) wire.NodeInfo {
 		Online:   s.cfg.Hub.Online(n.ID),
 		LastSeen: n.LastSeen,
 		KeyID:    n.KeyID,
+		// TrustRule is set for nodes enrolled by workload identity.
+		TrustRule: n.TrustRule,
 	}
 	if ni.Online {
 		ni.LastSeen = s.cfg.Now().UTC()
 	}
+	s.identityInfo(&ni, n)
 	return ni
 }
 

@@ -82,6 +82,10 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
+	if req.IDToken != "" {
+		s.enrollFederated(w, r, req) // workload identity (federation.go)
+		return
+	}
 	key, err := wire.ParseAuthKey(req.AuthKey)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -114,6 +118,10 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "csr: "+err.Error())
 		return
 	}
+	if err := checkPosture(req.Posture); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	now := s.cfg.Now()
 	id := store.NewNodeID()
 	cert, pub, err := s.cfg.CA.IssueNode(req.CSR, id, s.cfg.NodeCertLifetime, now)
@@ -134,6 +142,10 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		CertKey:      pub,
 		Endpoints:    withObserved(unmapped(req.Endpoints), r.RemoteAddr),
 		Now:          now,
+		// Identity (issue 4): key expiry, posture, certificate expiry.
+		DefaultNodeExpiry: s.nodeKeyExpiry(),
+		Posture:           req.Posture,
+		CertExpires:       certExpiry(cert),
 	})
 	var tagErr *store.TagNotAllowedError
 	switch {
@@ -149,6 +161,10 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrKeyUsed):
 		s.log.Info("enrollment refused", logKeyID, key.ID, logErr, err, logRemote, r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, "enrollment key already used (it is a one-off key)")
+		return
+	case errors.Is(err, store.ErrKeyUsedUp):
+		s.log.Info("enrollment refused", logKeyID, key.ID, logErr, err, logRemote, r.RemoteAddr)
+		writeError(w, http.StatusUnauthorized, "enrollment key used up: it reached its max uses")
 		return
 	case errors.As(err, &tagErr):
 		writeError(w, http.StatusForbidden, tagErr.Error())
@@ -169,6 +185,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.cfg.Hub.Notify()
+	s.kickNodeExpiry()
 	s.log.Info("node enrolled", logNode, n.ID, logName, n.Name, logKeyID, key.ID, logRemote, r.RemoteAddr)
 	writeJSON(w, http.StatusOK, wire.EnrollResponse{
 		Node:        n.Wire(),
@@ -261,13 +278,20 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if req.Endpoints == nil {
-		s.touch(n.ID)
-		w.WriteHeader(http.StatusNoContent)
+	if req.Endpoints != nil {
+		if err := checkEndpoints(req.Endpoints); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	if req.Posture != nil && !s.updatePosture(w, r, n, req.Posture) {
 		return
 	}
-	if err := checkEndpoints(req.Endpoints); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	if req.Endpoints == nil {
+		if req.Posture == nil {
+			s.touch(n.ID)
+		}
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	changed, err := s.cfg.Store.SetEndpoints(r.Context(), n.ID, withObserved(unmapped(req.Endpoints), r.RemoteAddr), s.cfg.Now())
@@ -301,9 +325,14 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "issuing node certificate", err)
 		return
 	}
-	err = s.cfg.Store.SetCertKey(r.Context(), n.ID, pub, now)
+	err = s.cfg.Store.SetCert(r.Context(), n.ID, pub, certExpiry(cert), now)
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusForbidden, fmt.Sprintf("node %s is not enrolled (deleted); enroll again", n.ID))
+		return
+	}
+	if errors.Is(err, store.ErrNodeExpired) {
+		s.log.Info("renewal refused: node key expired", logNode, n.ID, "key_expiry", n.KeyExpiry)
+		writeError(w, http.StatusForbidden, "node key expired; an admin must extend it (latch nodes expiry) or the node must enroll again")
 		return
 	}
 	if err != nil {

@@ -33,7 +33,9 @@ import (
 	"time"
 
 	"github.com/latchnet/latch/coordinator/ca"
+	"github.com/latchnet/latch/coordinator/federation"
 	"github.com/latchnet/latch/coordinator/netmap"
+	"github.com/latchnet/latch/coordinator/ratelimit"
 	"github.com/latchnet/latch/coordinator/store"
 	"github.com/latchnet/latch/wire"
 )
@@ -70,6 +72,21 @@ type Config struct {
 	// Now defaults to time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// NodeKeyExpiry is the key lifetime of enrolled nodes whose enrollment
+	// key sets none (identity, issue 4); zero means
+	// store.DefaultNodeKeyExpiry.
+	NodeKeyExpiry time.Duration
+	// NodeExpiry is told when node key expiries changed (an enrollment,
+	// an admin's expiry), so it can expire them in time (identity, issue
+	// 4). Optional.
+	NodeExpiry interface{ Kick() }
+	// FlowReports bounds how often one node may POST flow reports (flow
+	// logs, issue 4); a zero Limit takes DefaultFlowReportLimit, a
+	// negative Rate turns the limit off.
+	FlowReports ratelimit.Limit
+	// Federation verifies workload identity (OIDC) tokens for federated
+	// enrollment (issue 5). Nil: a verifier trusting the system roots.
+	Federation *federation.Verifier
 }
 
 // Server is the API handler.
@@ -93,7 +110,7 @@ func New(cfg Config) *Server {
 		cfg.NodeCertLifetime = time.Hour
 	}
 	if cfg.Keepalive <= 0 {
-		cfg.Keepalive = 15 * time.Second
+		cfg.Keepalive = 10 * time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), limits: newLimiters(cfg.RateLimits, cfg.Now)}
 	s.route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.handleHealth})
@@ -102,6 +119,7 @@ func New(cfg Config) *Server {
 	s.route(wire.PathUpdate, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleUpdate))})
 	s.route(wire.PathRenew, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleRenew))})
 	s.route(wire.PathRotate, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleRotate))})
+	s.routeLeave() // leave.go: ephemeral nodes remove themselves (issue 5)
 	s.route(wire.PathNodeAccess, map[string]http.HandlerFunc{http.MethodPost: s.agent(s.node(s.handleNodeAccess))})
 	s.route(wire.PathNodeAccess+"/{id}", map[string]http.HandlerFunc{http.MethodGet: s.agent(s.node(s.handleGetNodeAccess))})
 

@@ -218,7 +218,11 @@ func policyDiff(prev, next *policy.Policy, nodes []store.Node) (gained, lost []c
 	c := compile.New(nil)
 	for _, n := range nodes {
 		w := n.Wire()
-		c.Upsert(compile.Node{ID: n.ID, Name: n.Name, Tags: n.Tags, Owner: n.PolicyOwner(), Addresses: w.Addresses})
+		if n.Expired {
+			continue // the compiler never sees expired nodes
+		}
+		c.Upsert(compile.Node{ID: n.ID, Name: n.Name, Tags: n.Tags, Owner: n.PolicyOwner(), Addresses: w.Addresses,
+			Posture: n.Posture.Attrs(), Quarantined: n.Quarantined})
 	}
 	c.SetPolicy(prev)
 	return c.DiffPolicy(next)

@@ -20,6 +20,7 @@ package netmap
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 
@@ -34,6 +35,15 @@ type Node struct {
 	// Owner is the node's owner for policy purposes: the enrolling user of
 	// an untagged node, empty for a tagged one.
 	Owner string
+	// Posture is the node's reported posture as attributes
+	// (wire.Posture.Attrs); nil if it never reported one.
+	Posture map[string]string
+	// Quarantined nodes are selected only by "status:quarantined".
+	Quarantined bool
+	// Expired nodes are absent to the compiler: nobody sees them and they
+	// see nobody. Their own netmap still comes, with no peers and no
+	// rules, and with Self.KeyExpiry telling the agent why.
+	Expired bool
 }
 
 // Snapshot is the whole network at one version, as the Computer sees it.
@@ -191,11 +201,16 @@ func (c *PolicyComputer) Update(s *Snapshot) []Change {
 			continue
 		}
 		cs.full(n.ID)
-		if !existed || !identityEqual(old, n) {
+		switch {
+		case n.Expired:
+			// An expired node leaves the compiler like a deleted one
+			// (Remove of a node it does not hold reports nobody).
+			cs.entry(n.ID, c.comp.Remove(n.ID))
+		case !existed || old.Expired || !identityEqual(old, n):
 			// Those who stopped seeing n are among the changed.
 			cs.entry(n.ID, c.comp.Upsert(compileNode(n)))
 		}
-		if existed {
+		if existed && !n.Expired {
 			// Whoever sees n now gets its new details.
 			cs.entry(n.ID, c.comp.SeenBy(n.ID))
 		}
@@ -216,7 +231,7 @@ func (c *PolicyComputer) Netmap(id wire.NodeID) (*wire.Netmap, bool) {
 	nm := &wire.Netmap{Version: c.snap.Version, Self: self.Node, Peers: []wire.Peer{}, Rules: []wire.FilterRule{}}
 	view, ok := c.comp.View(id)
 	if !ok {
-		return nm, true // unreachable: every node of the snapshot was upserted
+		return nm, true // an expired node: it sees nobody
 	}
 	for _, pv := range view.Peers {
 		if p, ok := c.peer(pv); ok {
@@ -249,18 +264,21 @@ func (c *PolicyComputer) peer(pv compile.PeerView) (wire.Peer, bool) {
 
 // compileNode returns what the compiler knows of n.
 func compileNode(n Node) compile.Node {
-	return compile.Node{ID: n.ID, Name: n.Name, Tags: slices.Clone(n.Tags), Owner: n.Owner, Addresses: slices.Clone(n.Addresses)}
+	return compile.Node{ID: n.ID, Name: n.Name, Tags: slices.Clone(n.Tags), Owner: n.Owner, Addresses: slices.Clone(n.Addresses),
+		Posture: maps.Clone(n.Posture), Quarantined: n.Quarantined}
 }
 
 // identityEqual reports whether a and b are the same to the compiler.
 func identityEqual(a, b Node) bool {
-	return a.Name == b.Name && a.Owner == b.Owner && slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Addresses, b.Addresses)
+	return a.Name == b.Name && a.Owner == b.Owner && slices.Equal(a.Tags, b.Tags) && slices.Equal(a.Addresses, b.Addresses) &&
+		a.Quarantined == b.Quarantined && a.Expired == b.Expired && maps.Equal(a.Posture, b.Posture)
 }
 
-func nodeEqual(a, b Node) bool { return a.Owner == b.Owner && NodeEqual(a.Node, b.Node) }
+func nodeEqual(a, b Node) bool { return identityEqual(a, b) && NodeEqual(a.Node, b.Node) }
 
 func grantEqual(a, b compile.Grant) bool {
-	return a.ID == b.ID && a.Src == b.Src && a.Service == b.Service && a.Expires.Equal(b.Expires) && slices.Equal(a.Ports, b.Ports)
+	return a.ID == b.ID && a.Src == b.Src && a.Service == b.Service && a.Expires.Equal(b.Expires) && slices.Equal(a.Ports, b.Ports) &&
+		slices.Equal(a.SrcPosture, b.SrcPosture)
 }
 
 // SortRules orders rules by ID, the canonical order of a Netmap.

@@ -14,7 +14,7 @@ func PeerEqual(a, b wire.Peer) bool {
 // NodeEqual reports whether two nodes are described identically.
 func NodeEqual(a, b wire.Node) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.Key == b.Key && a.Ephemeral == b.Ephemeral &&
-		a.Created.Equal(b.Created) && slices.Equal(a.Addresses, b.Addresses) &&
+		a.Created.Equal(b.Created) && a.KeyExpiry.Equal(b.KeyExpiry) && slices.Equal(a.Addresses, b.Addresses) &&
 		slices.Equal(a.Endpoints, b.Endpoints) && slices.Equal(a.Tags, b.Tags)
 }
 

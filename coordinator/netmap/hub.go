@@ -252,6 +252,18 @@ func (h *Hub) Subscribe(ctx context.Context, id wire.NodeID) (*Subscription, err
 	return sub, nil
 }
 
+// Version returns the version of the newest snapshot the hub fanned out:
+// every live subscription has been sent (queued) a netmap at or past it,
+// and a subscription that fails to deliver it ends. 0 before the first.
+func (h *Hub) Version() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.snap == nil {
+		return 0
+	}
+	return h.snap.Version
+}
+
 // Online reports whether node id has a subscription.
 func (h *Hub) Online(id wire.NodeID) bool {
 	h.mu.Lock()

@@ -30,7 +30,7 @@ func (s *StoreSource) Snapshot(ctx context.Context) (*Snapshot, error) {
 	}
 	nodes := make([]Node, len(snap.Nodes))
 	for i, n := range snap.Nodes {
-		nodes[i] = Node{Node: n.Wire(), Owner: n.PolicyOwner()}
+		nodes[i] = Node{Node: n.Wire(), Owner: n.PolicyOwner(), Posture: n.Posture.Attrs(), Quarantined: n.Quarantined, Expired: n.Expired}
 	}
 	grants := make([]compile.Grant, len(snap.Grants))
 	for i, g := range snap.Grants {
@@ -77,5 +77,5 @@ func Grant(r store.AccessRequest) compile.Grant {
 	for i, p := range r.Ports {
 		ports[i] = policy.PortSpec{Proto: p.Proto, Ports: wire.PortRange{First: p.First, Last: p.Last}}
 	}
-	return compile.Grant{ID: r.ID, Src: r.Src, Service: r.To, Ports: ports, Expires: r.Expires}
+	return compile.Grant{ID: r.ID, Src: r.Src, Service: r.To, Ports: ports, Expires: r.Expires, SrcPosture: r.SrcPosture}
 }

@@ -14,7 +14,7 @@ import (
 )
 
 const accessColumns = `id, src_node_id, src_name, to_service, port, duration, reason, state, created,
-	approver, decided, decision_reason, expires, ports, policy_version, revoked_by, revoked, revoke_reason`
+	approver, decided, decision_reason, expires, ports, policy_version, revoked_by, revoked, revoke_reason, src_posture`
 
 func scanAccess(row interface{ Scan(...any) error }) (AccessRequest, error) {
 	var (
@@ -23,11 +23,11 @@ func scanAccess(row interface{ Scan(...any) error }) (AccessRequest, error) {
 		port                              int64
 		duration                          int64
 		created, decided, expires, revoke sql.NullInt64
-		ports                             string
+		ports, srcPosture                 string
 	)
 	if err := row.Scan(&r.ID, &src, &r.SrcName, &r.To, &port, &duration, &r.Reason, &r.State, &created,
 		&r.Approver, &decided, &r.DecisionReason, &expires, &ports, &r.PolicyVersion,
-		&r.RevokedBy, &revoke, &r.RevokeReason); err != nil {
+		&r.RevokedBy, &revoke, &r.RevokeReason, &srcPosture); err != nil {
 		return AccessRequest{}, err
 	}
 	r.Src = wire.NodeID(src)
@@ -40,7 +40,21 @@ func scanAccess(row interface{ Scan(...any) error }) (AccessRequest, error) {
 	if len(r.Ports) == 0 {
 		r.Ports = nil
 	}
+	if err := json.Unmarshal([]byte(srcPosture), &r.SrcPosture); err != nil {
+		return AccessRequest{}, fmt.Errorf("access request %s source postures: %w", r.ID, err)
+	}
+	if len(r.SrcPosture) == 0 {
+		r.SrcPosture = nil
+	}
 	return r, nil
+}
+
+func marshalPostures(ps []string) string {
+	if ps == nil {
+		ps = []string{}
+	}
+	b, _ := json.Marshal(ps) // strings always marshal
+	return string(b)
 }
 
 func marshalPorts(ps []PortSpec) (string, error) {
@@ -89,9 +103,9 @@ func (s *SQLite) CreateAccessRequest(ctx context.Context, r AccessRequest) error
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO access_requests (`+accessColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', NULL, '')`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', NULL, '', ?)`,
 			r.ID, string(r.Src), r.SrcName, r.To, int64(r.Port), r.Duration.Microseconds(), r.Reason, r.State, toDB(r.Created),
-			r.Approver, toDB(r.Decided), r.DecisionReason, toDB(r.Expires), ports, r.PolicyVersion); err != nil {
+			r.Approver, toDB(r.Decided), r.DecisionReason, toDB(r.Expires), ports, r.PolicyVersion, marshalPostures(r.SrcPosture)); err != nil {
 			return err
 		}
 		if r.State == wire.AccessApproved {
@@ -205,8 +219,8 @@ func (s *SQLite) DecideAccess(ctx context.Context, d Decision) (AccessRequest, e
 				return err
 			}
 			_, err = tx.ExecContext(ctx, `UPDATE access_requests SET state = ?, approver = ?, decided = ?, decision_reason = ?,
-				expires = ?, ports = ?, policy_version = ? WHERE id = ? AND state = ?`,
-				d.To, d.By, at, d.Reason, toDB(d.Expires), ports, d.PolicyVersion, d.ID, d.From)
+				expires = ?, ports = ?, policy_version = ?, src_posture = ? WHERE id = ? AND state = ?`,
+				d.To, d.By, at, d.Reason, toDB(d.Expires), ports, d.PolicyVersion, marshalPostures(d.SrcPosture), d.ID, d.From)
 			if err != nil {
 				return err
 			}

@@ -76,7 +76,7 @@ func (s *SQLite) allocateAddress(ctx context.Context, tx *sql.Tx, now time.Time)
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return 0, netip.Addr{}, netip.Addr{}, err
-		case released.Int64 > heldSince:
+		case released.Int64 > heldSince, s.heldForStreams(idx):
 			continue // still held
 		default:
 			if _, err := tx.ExecContext(ctx, `DELETE FROM retired_addresses WHERE addr_index = ?`, idx); err != nil {

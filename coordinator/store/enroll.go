@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/latchnet/latch/wire"
 )
@@ -41,7 +42,7 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 	}
 	var n Node
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		k, err := s.checkKeyTx(ctx, tx, e)
+		k, err := s.enrollmentKeyTx(ctx, tx, e) // the key, or a trust rule (federation.go)
 		if err != nil {
 			return err
 		}
@@ -68,12 +69,14 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 		}
 		// The guard in WHERE repeats the one-off check: even if the checks
 		// above were wrong, a one-off key cannot be consumed twice.
+		// So does the max_uses guard: concurrent enrollments never take
+		// a key past its bound.
 		res, err := tx.ExecContext(ctx, `UPDATE enrollment_keys SET uses = uses + 1
-			WHERE id = ? AND revoked IS NULL AND (reusable = ? OR uses = 0)`, k.ID, true)
+			WHERE id = ? AND revoked IS NULL AND (reusable = ? OR uses = 0) AND (max_uses = 0 OR uses < max_uses)`, k.ID, true)
 		if err != nil {
 			return err
 		}
-		if c, err := res.RowsAffected(); err != nil || c != 1 {
+		if c, err := res.RowsAffected(); err != nil || c != 1 && e.Federated == nil {
 			return ErrKeyUsed
 		}
 		idx, v4, v6, err := s.allocateAddress(ctx, tx, e.Now)
@@ -99,6 +102,16 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 			Endpoints:    slices.Clone(e.Endpoints),
 			KeyID:        k.ID,
 			Owner:        k.CreatedByUser,
+			KeyExpiry:    nodeKeyExpiry(k, e),
+			Posture:      clonePosture(e.Posture),
+			CertExpires:  micro(e.CertExpires),
+		}
+		if e.CertExpires.IsZero() {
+			n.CertExpires = time.Time{}
+		}
+		postureJSON, err := marshalPosture(n.Posture)
+		if err != nil {
+			return err
 		}
 		tagsJSON, err := json.Marshal(nonNilTags(n.Tags))
 		if err != nil {
@@ -109,10 +122,15 @@ func (s *SQLite) Enroll(ctx context.Context, e Enrollment) (Node, error) {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO nodes
-			(id, name, hostname, wg_key, cert_pubkey, addr_index, ipv4, ipv6, tags, ephemeral, created, last_seen, endpoints, enrollment_key_id, owner)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			(id, name, hostname, wg_key, cert_pubkey, addr_index, ipv4, ipv6, tags, ephemeral, created, last_seen, endpoints, enrollment_key_id, owner,
+			 key_expiry, posture, cert_expires)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			n.ID, n.Name, n.Hostname, n.WireGuardKey.String(), []byte(n.CertKey), idx, n.IPv4.String(), n.IPv6.String(),
-			string(tagsJSON), n.Ephemeral, toDB(n.Created), toDB(n.LastSeen), epsJSON, n.KeyID, n.Owner); err != nil {
+			string(tagsJSON), n.Ephemeral, toDB(n.Created), toDB(n.LastSeen), epsJSON, nullIfEmpty(n.KeyID), n.Owner,
+			toDB(n.KeyExpiry), postureJSON, toDB(n.CertExpires)); err != nil {
+			return err
+		}
+		if err := enrolledTx(ctx, tx, n, e); err != nil {
 			return err
 		}
 		return bumpVersion(ctx, tx)
@@ -147,6 +165,8 @@ func (s *SQLite) checkKeyTx(ctx context.Context, tx *sql.Tx, e Enrollment) (Enro
 		return EnrollmentKey{}, ErrKeyExpired
 	case !k.Reusable && k.Uses > 0:
 		return EnrollmentKey{}, ErrKeyUsed
+	case k.MaxUses > 0 && k.Uses >= k.MaxUses:
+		return EnrollmentKey{}, ErrKeyUsedUp
 	}
 	return k, nil
 }

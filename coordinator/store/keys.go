@@ -20,9 +20,11 @@ func (s *SQLite) CreateEnrollmentKey(ctx context.Context, k EnrollmentKey, secre
 	}
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO enrollment_keys
-		(id, secret_hash, description, reusable, ephemeral, tags, created, expires, revoked, uses, created_by_user)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?)`,
-			k.ID, secretHash, k.Description, k.Reusable, k.Ephemeral, string(tags), toDB(k.Created), toDB(k.Expires), k.CreatedByUser)
+		(id, secret_hash, description, reusable, ephemeral, tags, created, expires, revoked, uses, created_by_user,
+		 node_expiry, no_node_expiry, max_uses)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?)`,
+			k.ID, secretHash, k.Description, k.Reusable, k.Ephemeral, string(tags), toDB(k.Created), toDB(k.Expires), k.CreatedByUser,
+			durationToDB(k.NodeExpiry), k.NoNodeExpiry, k.MaxUses)
 		return err
 	})
 	if err != nil {
@@ -31,17 +33,20 @@ func (s *SQLite) CreateEnrollmentKey(ctx context.Context, k EnrollmentKey, secre
 	return nil
 }
 
-const keyColumns = `id, description, reusable, ephemeral, tags, created, expires, revoked, uses, created_by_user`
+const keyColumns = `id, description, reusable, ephemeral, tags, created, expires, revoked, uses, created_by_user, node_expiry, no_node_expiry, max_uses`
 
 func scanKey(row interface{ Scan(...any) error }) (EnrollmentKey, error) {
 	var (
 		k                         EnrollmentKey
 		tags                      string
 		created, expires, revoked sql.NullInt64
+		nodeExpiry                sql.NullInt64
 	)
-	if err := row.Scan(&k.ID, &k.Description, &k.Reusable, &k.Ephemeral, &tags, &created, &expires, &revoked, &k.Uses, &k.CreatedByUser); err != nil {
+	if err := row.Scan(&k.ID, &k.Description, &k.Reusable, &k.Ephemeral, &tags, &created, &expires, &revoked, &k.Uses, &k.CreatedByUser,
+		&nodeExpiry, &k.NoNodeExpiry, &k.MaxUses); err != nil {
 		return EnrollmentKey{}, err
 	}
+	k.NodeExpiry = durationFromDB(nodeExpiry)
 	if err := json.Unmarshal([]byte(tags), &k.Tags); err != nil {
 		return EnrollmentKey{}, fmt.Errorf("key %s tags: %w", k.ID, err)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/latchnet/latch/wire"
 )
 
-const nodeColumns = `id, name, hostname, wg_key, cert_pubkey, ipv4, ipv6, tags, ephemeral, created, last_seen, endpoints, enrollment_key_id, owner`
+const nodeColumns = `id, name, hostname, wg_key, cert_pubkey, ipv4, ipv6, tags, ephemeral, created, last_seen, endpoints, enrollment_key_id, owner, ` + identityColumns + `, trust_rule`
 
 func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var (
@@ -24,10 +24,14 @@ func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 		certKey           []byte
 		created, lastSeen sql.NullInt64
 		keyID             sql.NullString
+		ident             identityScan
 	)
-	if err := row.Scan(&n.ID, &n.Name, &n.Hostname, &wgKey, &certKey, &v4, &v6, &tags, &n.Ephemeral,
-		&created, &lastSeen, &eps, &keyID, &n.Owner); err != nil {
+	if err := row.Scan(append([]any{&n.ID, &n.Name, &n.Hostname, &wgKey, &certKey, &v4, &v6, &tags, &n.Ephemeral,
+		&created, &lastSeen, &eps, &keyID, &n.Owner}, append(ident.dest(), &n.TrustRule)...)...); err != nil {
 		return Node{}, err
+	}
+	if err := ident.apply(&n); err != nil {
+		return Node{}, fmt.Errorf("node %s: %w", n.ID, err)
 	}
 	var err error
 	if n.WireGuardKey, err = wire.ParseNodePublic(wgKey); err != nil {
@@ -149,8 +153,10 @@ func (s *SQLite) Snapshot(ctx context.Context) (Snapshot, error) {
 func (s *SQLite) DeleteNode(ctx context.Context, id wire.NodeID, at time.Time) (Node, error) {
 	var n Node
 	err := s.writeTx(ctx, func(tx *sql.Tx) (err error) {
-		n, err = deleteNodeTx(ctx, tx, id, at)
-		return err
+		if n, err = deleteNodeTx(ctx, tx, id, at); err != nil {
+			return err
+		}
+		return s.holdReleasedTx(ctx, tx, n)
 	})
 	if err != nil {
 		return Node{}, fmt.Errorf("deleting node %s: %w", id, err)

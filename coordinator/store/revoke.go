@@ -24,6 +24,9 @@ func (s *SQLite) RevokeNode(ctx context.Context, id wire.NodeID, at time.Time) (
 		if n, err = deleteNodeTx(ctx, tx, id, at); err != nil {
 			return err
 		}
+		if err := s.holdReleasedTx(ctx, tx, n); err != nil {
+			return err
+		}
 		for _, k := range [][2]string{
 			{revokedWireGuard, n.WireGuardKey.String()},
 			{revokedCert, hex.EncodeToString(n.CertKey)},

@@ -25,6 +25,11 @@ type Options struct {
 	// 100.64.0.0/10 (tests use a small pool to exercise wrap-around).
 	// Zero means the whole /10.
 	PoolSize uint32
+	// SyncedVersion, if set, returns the newest netmap version that every
+	// live netmap stream has been sent (netmap.Hub.Version). An address
+	// released by this process is then not handed out again before every
+	// live stream was sent the version that dropped its node (addrhold.go).
+	SyncedVersion func() uint64
 }
 
 // DefaultAddressHold is the hold time of a released overlay address.
@@ -44,6 +49,8 @@ type SQLite struct {
 	w    *sql.DB // one connection; every write transaction
 	r    *sql.DB // read-only connections
 	opts Options
+	// holds are released addresses waiting for live streams (addrhold.go).
+	holds addrHolds
 }
 
 var _ Store = (*SQLite)(nil)

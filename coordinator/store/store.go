@@ -204,15 +204,107 @@ type Store interface {
 	WalkAudit(ctx context.Context, fn func(audit.Record) error) error
 
 	// --- Identity: node expiry, quarantine, posture, tags (issue 4). ---
+	// Each changes one node in one transaction with its audit record and
+	// bumps the netmap version when some netmap changes; ErrNotFound if
+	// the node does not exist.
+
+	// SetNodeExpiry sets when node id's key expires (zero: never, which
+	// ErrNeverExpiresUntagged refuses for an untagged node). An expiry not
+	// after at expires the node at once; a later one revives an expired
+	// node. It returns the node as changed.
+	SetNodeExpiry(ctx context.Context, id wire.NodeID, expiry, at time.Time) (Node, error)
+	// ExpireNodes marks every node whose key expiry is not after now as
+	// expired, appending a system audit record for each and bumping the
+	// netmap version if any, and returns them.
+	ExpireNodes(ctx context.Context, now time.Time) ([]Node, error)
+	// NextNodeExpiry returns the earliest key expiry among nodes not yet
+	// marked expired; false if there is none.
+	NextNodeExpiry(ctx context.Context) (time.Time, bool, error)
+	// SetQuarantine quarantines (on) or releases node id; reason is kept
+	// while quarantined. It reports whether the quarantine flag changed;
+	// a call that changes nothing at all drops its audit record.
+	SetQuarantine(ctx context.Context, id wire.NodeID, on bool, reason string, at time.Time) (bool, error)
+	// SetPosture replaces node id's reported posture and marks it seen.
+	// It reports whether the posture changed; an unchanged posture drops
+	// the audit record and leaves the netmap version alone.
+	SetPosture(ctx context.Context, id wire.NodeID, p *wire.Posture, at time.Time) (bool, error)
+	// SetTags replaces node id's tags (sorted, without duplicates) and
+	// reports whether they changed. Removing every tag of a node that
+	// never expires fails with ErrNeverExpiresUntagged.
+	SetTags(ctx context.Context, id wire.NodeID, tags []wire.Tag, at time.Time) (bool, error)
+	// SetCert records node id's renewed certificate: its key (see
+	// SetCertKey) and its expiry. It fails with ErrNodeExpired, changing
+	// nothing, once the node's key expiry has passed.
+	SetCert(ctx context.Context, id wire.NodeID, pub ed25519.PublicKey, expires, at time.Time) error
 	// (end of identity methods)
 
 	// --- Flow logs (issue 4). ---
+
+	// InsertFlows stores one agent report's records (names resolved by
+	// the caller) in one transaction: all or none.
+	InsertFlows(ctx context.Context, recs []wire.FlowRecord) error
+	// Flows lists the records matching f, newest first.
+	Flows(ctx context.Context, f FlowFilter) ([]wire.FlowRecord, error)
+	// PruneFlows deletes records received before `before` (none if zero)
+	// and then, beyond the newest max records (no bound if max <= 0), the
+	// oldest; it returns how many it deleted.
+	PruneFlows(ctx context.Context, before time.Time, max int) (int64, error)
 	// (end of flow methods)
 
 	// --- Workload identity federation and ephemeral nodes (issue 5). ---
+	// CreateTrustRule stores a new trust rule (ID, Created and the
+	// validated request set; Uses is ignored). Fails with ErrAlreadyExists
+	// if its ID or name is taken.
+	CreateTrustRule(ctx context.Context, r wire.TrustRule) error
+	// TrustRules lists every trust rule oldest first: the order in which
+	// federated enrollment tries them.
+	TrustRules(ctx context.Context) ([]wire.TrustRule, error)
+	// DeleteTrustRule deletes a trust rule by ID or name and returns it,
+	// or ErrNotFound. Nodes it enrolled stay.
+	DeleteTrustRule(ctx context.Context, idOrName string) (wire.TrustRule, error)
+	// NodeTrustRules maps every node enrolled under a trust rule to the
+	// rule's name.
+	NodeTrustRules(ctx context.Context) (map[wire.NodeID]string, error)
 	// (end of federation methods)
 
 	// --- Console accounts and sessions (issue 6). ---
+	// Each change is one transaction with the audit record attached to
+	// ctx (audit.With), if any.
+
+	// CreateFirstConsoleAccount creates a, the first account, only while
+	// no account exists; it returns false (storing and auditing nothing)
+	// if one does.
+	CreateFirstConsoleAccount(ctx context.Context, a ConsoleAccount) (bool, error)
+	// CreateConsoleAccount creates an account; ErrAlreadyExists if the
+	// user name is taken.
+	CreateConsoleAccount(ctx context.Context, a ConsoleAccount) error
+	// ConsoleAccount returns one account, or ErrNotFound.
+	ConsoleAccount(ctx context.Context, username string) (ConsoleAccount, error)
+	// ConsoleAccounts lists every account by user name.
+	ConsoleAccounts(ctx context.Context) ([]ConsoleAccount, error)
+	// SetConsoleAccountDisabled disables (ending its sessions) or enables
+	// an account; ErrNotFound if it does not exist.
+	SetConsoleAccountDisabled(ctx context.Context, username string, disabled bool) error
+	// SetConsolePassword replaces an account's password hash and ends
+	// every session of the account but the one whose ID hashes to keep
+	// (none if nil); ErrNotFound if the account does not exist.
+	SetConsolePassword(ctx context.Context, username, hash string, keep []byte) error
+	// SetConsoleRole changes an account's role; ErrNotFound if it does
+	// not exist.
+	SetConsoleRole(ctx context.Context, username, role string) error
+	// CreateConsoleSession stores a session by the hash of its ID.
+	CreateConsoleSession(ctx context.Context, s ConsoleSession) error
+	// ConsoleSession returns the session whose ID hashes to idHash, or
+	// ErrNotFound. The caller checks its expiry.
+	ConsoleSession(ctx context.Context, idHash []byte) (ConsoleSession, error)
+	// TouchConsoleSession sets a session's LastSeen.
+	TouchConsoleSession(ctx context.Context, idHash []byte, at time.Time) error
+	// DeleteConsoleSession deletes a session (sign-out); ErrNotFound if
+	// it does not exist.
+	DeleteConsoleSession(ctx context.Context, idHash []byte) error
+	// PruneConsoleSessions deletes sessions that expired by expiresBefore
+	// or were last seen by seenBefore, and returns how many.
+	PruneConsoleSessions(ctx context.Context, expiresBefore, seenBefore time.Time) (int64, error)
 	// (end of console methods)
 
 	// Check runs the database's integrity and foreign-key checks.
@@ -249,6 +341,13 @@ type EnrollmentKey struct {
 	// CreatedByUser is the user of the API token that created the key;
 	// untagged nodes it enrolls are owned by that user.
 	CreatedByUser string
+	// NodeExpiry is the key expiry of the nodes the key enrolls, from
+	// their enrollment; zero means Enrollment.DefaultNodeExpiry.
+	NodeExpiry time.Duration
+	// NoNodeExpiry makes the nodes it enrolls never expire (tagged keys).
+	NoNodeExpiry bool
+	// MaxUses bounds Uses; zero means unbounded (reusable) or one.
+	MaxUses int
 }
 
 // APIToken describes an admin API token. It never holds the secret.
@@ -284,6 +383,17 @@ type Enrollment struct {
 	CertKey      ed25519.PublicKey
 	Endpoints    []netip.AddrPort
 	Now          time.Time
+	// DefaultNodeExpiry is the node's key lifetime when the enrollment
+	// key sets none; zero means DefaultNodeKeyExpiry.
+	DefaultNodeExpiry time.Duration
+	// Posture is the node's reported posture; nil if it sent none.
+	Posture *wire.Posture
+	// CertExpires is the expiry of the certificate issued with the node.
+	CertExpires time.Time
+	// Federated, when set, authorizes the enrollment by a verified
+	// workload identity token and its trust rule instead of an enrollment
+	// key (see FederatedEnrollment); KeyID and SecretHash are then empty.
+	Federated *FederatedEnrollment
 }
 
 // Node is one enrolled node as stored.
@@ -308,6 +418,23 @@ type Node struct {
 	// EnrollmentKey.CreatedByUser), recorded for every node. Policy
 	// counts it only for untagged nodes: see PolicyOwner.
 	Owner string
+	// KeyExpiry is when the node's enrollment expires; zero means never.
+	KeyExpiry time.Time
+	// Expired is set once KeyExpiry passed (ExpireNodes, SetNodeExpiry);
+	// netmaps treat an expired node as absent.
+	Expired bool
+	// Quarantined nodes keep only the access of rules naming
+	// "status:quarantined"; QuarantineReason says why.
+	Quarantined      bool
+	QuarantineReason string
+	// Posture is the last reported posture; nil if none was reported.
+	Posture *wire.Posture
+	// CertExpires is the expiry of the node's current certificate; zero
+	// if unknown (enrolled before it was recorded).
+	CertExpires time.Time
+	// TrustRule names the workload identity trust rule the node enrolled
+	// under; "" for nodes enrolled with an enrollment key.
+	TrustRule string
 }
 
 // PolicyOwner returns the node's owner as policy sees it: tagged nodes
@@ -330,6 +457,7 @@ func (n Node) Wire() wire.Node {
 		Tags:      n.Tags,
 		Ephemeral: n.Ephemeral,
 		Created:   n.Created,
+		KeyExpiry: n.KeyExpiry,
 	}
 }
 
@@ -384,6 +512,10 @@ type AccessRequest struct {
 	Ports   []PortSpec
 	// PolicyVersion is the policy version the approval was checked against.
 	PolicyVersion int
+	// SrcPosture are the postures the allowing access rule requires of
+	// the source, set on approval; the grant admits the source only while
+	// it satisfies them.
+	SrcPosture []string
 	// RevokedBy, Revoked and RevokeReason record a revocation.
 	RevokedBy    string
 	Revoked      time.Time
@@ -404,6 +536,8 @@ type Decision struct {
 	Ports   []PortSpec
 	// PolicyVersion, when non-zero, must be the current policy version.
 	PolicyVersion int
+	// SrcPosture is recorded when approving (AccessRequest.SrcPosture).
+	SrcPosture []string
 }
 
 // HashSecret returns the stored form of an enrollment key or API token

@@ -85,8 +85,12 @@ type Server struct {
 	order       []wire.NodeID
 	enrollError *wire.Error // answer every enrollment with this (401)
 	updates     []wire.UpdateRequest
-	renewals    int
-	streamCount int
+	// failUpdates answers every update with 503 when set.
+	failUpdates bool
+	// enrollPostures are the postures enrollments carried, in order.
+	enrollPostures []*wire.Posture
+	renewals       int
+	streamCount    int
 	// streamAttempts counts stream requests, refused ones included.
 	streamAttempts int
 	enrollCount    int
@@ -96,6 +100,10 @@ type Server struct {
 	accessRequests []wire.NodeAccessRequest
 	rotateFault    RotateFault
 	rotations      []wire.NodePublic
+	leaves         []string     // leave.go
+	leaveBlackhole bool         // leave.go
+	flowReports    []FlowReport // flows.go
+	flowStatus     int          // flows.go
 }
 
 // AccessFunc decides a node's access request in the fake: it returns the
@@ -134,6 +142,8 @@ func New(t Cleanuper, opts Options) *Server {
 	mux.HandleFunc("POST "+wire.PathRenew, s.renew)
 	mux.HandleFunc("POST "+wire.PathNodeAccess, s.requestAccess)
 	mux.HandleFunc("POST "+wire.PathRotate, s.rotate)
+	mux.HandleFunc("POST "+wire.PathLeave, s.leave)     // leave.go
+	mux.HandleFunc("POST "+wire.PathNodeFlows, s.flows) // flows.go
 	s.srv = httptest.NewUnstartedServer(s.checkProtocol(mux))
 	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 
@@ -342,6 +352,21 @@ func (s *Server) Updates() []wire.UpdateRequest {
 	return append([]wire.UpdateRequest(nil), s.updates...)
 }
 
+// FailUpdates makes every update fail with 503 (false to succeed again);
+// failed updates are not recorded.
+func (s *Server) FailUpdates(fail bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failUpdates = fail
+}
+
+// EnrollPostures returns the posture each enrollment carried, in order.
+func (s *Server) EnrollPostures() []*wire.Posture {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*wire.Posture(nil), s.enrollPostures...)
+}
+
 // Counts returns how many enrollments, streams and renewals were served.
 func (s *Server) Counts() (enrolls, streams, renewals int) {
 	s.mu.Lock()
@@ -385,6 +410,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "CSR key must be Ed25519")
 		return
 	}
+	s.enrollPostures = append(s.enrollPostures, req.Posture)
 	n := s.addNodeLocked(req.Hostname, req.WireGuardKey)
 	n.CertKey = pub
 	n.Endpoints = req.Endpoints
@@ -548,8 +574,15 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, code, msg)
 		return
 	}
+	if s.failUpdates {
+		writeErr(w, http.StatusServiceUnavailable, "updates are failing")
+		return
+	}
 	s.updates = append(s.updates, req)
-	n.Endpoints = req.Endpoints
+	// As the real coordinator: nil fields are unchanged.
+	if req.Endpoints != nil {
+		n.Endpoints = req.Endpoints
+	}
 	s.changedLocked()
 	w.WriteHeader(http.StatusNoContent)
 }

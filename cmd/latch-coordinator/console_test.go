@@ -1,0 +1,48 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+// The web console's settings come from flags or the config file (issue 6).
+func TestConsoleOptionsFromFlagsAndFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.hujson")
+	if err := os.WriteFile(path, []byte(`{
+  "console-session-lifetime": "8h",
+  "console-idle-timeout": "20m",
+  "console-host": ["latch.example.com", "proxy.example.com"],
+}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name         string
+		args         []string
+		disabled     bool
+		life, idle   time.Duration
+		wantHostsLen int
+	}{
+		{"defaults", nil, false, 0, 0, 0},
+		{"flags", []string{"--console=false", "--console-session-lifetime", "2h", "--console-idle-timeout", "5m", "--console-host", "a.example,b.example"}, true, 2 * time.Hour, 5 * time.Minute, 2},
+		{"file", []string{"--config", path}, false, 8 * time.Hour, 20 * time.Minute, 2},
+		{"flag-over-file", []string{"--config", path, "--console-idle-timeout", "1m"}, false, 8 * time.Hour, time.Minute, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts, err := parseServe(tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := opts.cfg.Console
+			if c.Disabled != tt.disabled || c.SessionLifetime != tt.life || c.IdleTimeout != tt.idle || len(c.Hosts) != tt.wantHostsLen {
+				t.Errorf("console config %+v", c)
+			}
+			if tt.name == "file" && !slices.Contains(c.Hosts, "proxy.example.com") {
+				t.Errorf("hosts %v", c.Hosts)
+			}
+		})
+	}
+}

@@ -1,0 +1,181 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/latchnet/latch/coordinator/audit"
+	"github.com/latchnet/latch/coordinator/ratelimit"
+	"github.com/latchnet/latch/coordinator/store"
+)
+
+type usersData struct {
+	Accounts []store.ConsoleAccount
+	Roles    []string
+}
+
+// Console accounts are the console's own data: only owners see or change
+// them, checked here (the API does not serve them).
+func (c *Console) usersPage(w http.ResponseWriter, r *http.Request, s *session, status int, errMsg string) {
+	v := newView(r, s, "Users", "users")
+	if s.role != store.RoleOwner {
+		v.Error = "only owners manage console users"
+		c.render(w, http.StatusForbidden, "users", v)
+		return
+	}
+	accts, err := c.cfg.Store.ConsoleAccounts(r.Context())
+	if err != nil {
+		c.fail(w, r, "users", v, err)
+		return
+	}
+	v.D = usersData{Accounts: accts, Roles: roles}
+	v.Error = errMsg
+	c.render(w, status, "users", v)
+}
+
+func (c *Console) handleUsers(w http.ResponseWriter, r *http.Request, s *session) {
+	c.usersPage(w, r, s, http.StatusOK, "")
+}
+
+func (c *Console) handleCreateUser(w http.ResponseWriter, r *http.Request, s *session) {
+	if s.role != store.RoleOwner {
+		c.usersPage(w, r, s, http.StatusForbidden, "")
+		return
+	}
+	user := strings.TrimSpace(r.PostFormValue("username"))
+	role := r.PostFormValue("role")
+	if !slices.Contains(roles, role) {
+		c.usersPage(w, r, s, http.StatusBadRequest, "role: want owner, admin, approver or auditor")
+		return
+	}
+	if msg := checkNewAccount(user, r.PostFormValue("password"), r.PostFormValue("password2")); msg != "" {
+		c.usersPage(w, r, s, http.StatusBadRequest, msg)
+		return
+	}
+	hash, err := hashPassword(r.PostFormValue("password"))
+	if err != nil {
+		c.usersPage(w, r, s, http.StatusInternalServerError, "internal error")
+		return
+	}
+	ctx := audit.With(r.Context(), audit.Entry{Actor: s.user, Action: AuditAccountCreate, Target: "console:user:" + user,
+		Summary: map[string]any{"role": role}})
+	err = c.cfg.Store.CreateConsoleAccount(ctx, store.ConsoleAccount{Username: user, Hash: hash, Role: role, Created: c.cfg.Now()})
+	if errors.Is(err, store.ErrAlreadyExists) {
+		c.usersPage(w, r, s, http.StatusConflict, "an account named "+user+" exists")
+		return
+	}
+	if err != nil {
+		c.usersPage(w, r, s, http.StatusInternalServerError, "internal error")
+		return
+	}
+	redirect(w, r, Prefix+"/users", "user-created")
+}
+
+func (c *Console) handleUserAction(w http.ResponseWriter, r *http.Request, s *session) {
+	if s.role != store.RoleOwner {
+		c.usersPage(w, r, s, http.StatusForbidden, "")
+		return
+	}
+	name, action := r.PathValue("name"), r.PathValue("action")
+	var disable bool
+	switch action {
+	case "disable":
+		disable = true
+	case "enable":
+	default:
+		plainError(w, http.StatusNotFound, "no such account action")
+		return
+	}
+	if disable && name == s.user {
+		c.usersPage(w, r, s, http.StatusBadRequest, "you cannot disable your own account")
+		return
+	}
+	ctx := audit.With(r.Context(), audit.Entry{Actor: s.user, Action: AuditAccountChange, Target: "console:user:" + name,
+		Summary: map[string]any{"disabled": disable}})
+	if err := c.cfg.Store.SetConsoleAccountDisabled(ctx, name, disable); err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, store.ErrNotFound) {
+			status = http.StatusNotFound
+		}
+		c.usersPage(w, r, s, status, "no account "+name)
+		return
+	}
+	redirect(w, r, Prefix+"/users", "user-changed")
+}
+
+// handleUserRole changes another account's role (owners only). Owners
+// cannot change their own role, so the last owner cannot demote itself.
+func (c *Console) handleUserRole(w http.ResponseWriter, r *http.Request, s *session) {
+	if s.role != store.RoleOwner {
+		c.usersPage(w, r, s, http.StatusForbidden, "")
+		return
+	}
+	name, role := r.PathValue("name"), r.PostFormValue("role")
+	if !slices.Contains(roles, role) {
+		c.usersPage(w, r, s, http.StatusBadRequest, "role: want owner, admin, approver or auditor")
+		return
+	}
+	if name == s.user {
+		c.usersPage(w, r, s, http.StatusBadRequest, "you cannot change your own role")
+		return
+	}
+	ctx := audit.With(r.Context(), audit.Entry{Actor: s.user, Action: AuditAccountChange, Target: "console:user:" + name,
+		Summary: map[string]any{"role": role}})
+	if err := c.cfg.Store.SetConsoleRole(ctx, name, role); err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, store.ErrNotFound) {
+			status = http.StatusNotFound
+		}
+		c.usersPage(w, r, s, status, "no account "+name)
+		return
+	}
+	redirect(w, r, Prefix+"/users", "user-changed")
+}
+
+func (c *Console) handleAccount(w http.ResponseWriter, r *http.Request, s *session) {
+	c.render(w, http.StatusOK, "account", newView(r, s, "Your account", "account"))
+}
+
+// handleChangePassword changes the signed-in user's password, proven by
+// the current one (rate-limited like sign-in), and ends the user's other
+// sessions.
+func (c *Console) handleChangePassword(w http.ResponseWriter, r *http.Request, s *session) {
+	v := newView(r, s, "Your account", "account")
+	key := strings.ToLower(s.user)
+	if ok, retry := c.loginU.Check(key); !ok {
+		c.tooMany(w, r, "account", v, ratelimit.RetryAfter(retry))
+		return
+	}
+	ctx := r.Context()
+	acct, err := c.cfg.Store.ConsoleAccount(ctx, s.user)
+	if err != nil {
+		c.fail(w, r, "account", v, err)
+		return
+	}
+	if ok, err := verifyPassword(acct.Hash, r.PostFormValue("current")); err != nil || !ok {
+		c.loginU.Allow(key)
+		v.Error = "the current password is wrong"
+		c.render(w, http.StatusUnauthorized, "account", v)
+		return
+	}
+	pw := r.PostFormValue("password")
+	if msg := checkNewAccount(s.user, pw, r.PostFormValue("password2")); msg != "" {
+		v.Error = msg
+		c.render(w, http.StatusBadRequest, "account", v)
+		return
+	}
+	hash, err := hashPassword(pw)
+	if err != nil {
+		c.fail(w, r, "account", v, err)
+		return
+	}
+	actx := audit.With(ctx, audit.Entry{Actor: s.user, Action: AuditAccountChange, Target: "console:user:" + s.user,
+		Summary: map[string]any{"password_changed": true}})
+	if err := c.cfg.Store.SetConsolePassword(actx, s.user, hash, s.idHash); err != nil {
+		c.fail(w, r, "account", v, err)
+		return
+	}
+	redirect(w, r, Prefix+"/account", "password-changed")
+}
