@@ -24,9 +24,11 @@ import (
 //     (default 15 s), unless it came back meanwhile.
 //   - The host vanishes silently (VM destroyed, network cut): the stream's
 //     connection is declared dead by TCP (deadPeer*: keepalive probes after
-//     5 s of silence and a 10 s user timeout on unacknowledged data, such
-//     as the stream's own keepalive), at most Keepalive + 10 s after the
-//     last exchange, typically ~10 s; the grace then runs as above.
+//     5 s of silence and a 6 s user timeout on unacknowledged data, such
+//     as the stream's own keepalive), at most Keepalive + ~6.2 s after the
+//     last exchange (the user timeout is checked when a retransmission
+//     timer fires: 0.2+0.4+0.8+1.6+3.2 s), typically less; the grace then
+//     runs as above. At the defaults: 10 + 6.2 + 8 + 0.8 s, under 30 s.
 //
 // The grace lets an agent whose stream broke reconnect (its backoff starts
 // at under a second). After a coordinator restart every agent must
@@ -38,7 +40,7 @@ const (
 	deadPeerIdle     = 5 * time.Second  // silence before the first TCP keepalive probe
 	deadPeerInterval = 5 * time.Second  // between probes
 	deadPeerProbes   = 3                // unanswered probes that end the connection
-	deadPeerTimeout  = 10 * time.Second // TCP_USER_TIMEOUT: unacknowledged data or probes
+	deadPeerTimeout  = 6 * time.Second  // TCP_USER_TIMEOUT: unacknowledged data or probes
 )
 
 // restartGrace is the grace, counted from the coordinator's start, of
