@@ -226,7 +226,7 @@ func TestTokenFormat(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"", "latchtok", "latchtok__", "latchkey_" + tok.ID + "_" + tok.Secret,
-		"latchtok_" + strings.ToUpper(tok.ID) + "_" + tok.Secret,
+		"latchtok_0123456789AB_" + tok.Secret, // IDs are lowercase hex (a random ID may have no letter to upcase)
 		"latchtok_" + tok.ID + "_" + tok.Secret[:42],
 		"latchtok_" + tok.ID + "_" + tok.Secret + "A",
 		"latchtok_" + tok.ID[:11] + "g_" + tok.Secret,

@@ -61,7 +61,10 @@ type Hub struct {
 
 	mu     sync.Mutex
 	snap   *Snapshot                     // guarded by mu; latest applied, nil before the first
-	dirty  bool                          // guarded by mu; a change was notified and not yet loaded
+	// notified counts Notify calls; loaded is the count a snapshot
+	// applied since was read after. loaded < notified: a change was
+	// notified and not yet loaded. Both guarded by mu.
+	notified, loaded uint64
 	subs   map[wire.NodeID]*Subscription // guarded by mu
 	closed bool                          // guarded by mu
 }
@@ -97,7 +100,7 @@ func NewHub(cfg HubConfig) *Hub {
 // Notify tells the hub that the network changed. It never blocks.
 func (h *Hub) Notify() {
 	h.mu.Lock()
-	h.dirty = true
+	h.notified++
 	h.mu.Unlock()
 	select {
 	case h.trigger <- struct{}{}:
@@ -117,7 +120,7 @@ func (h *Hub) run() {
 		case <-retry.C:
 		}
 		h.mu.Lock()
-		h.dirty = false
+		gen := h.notified
 		h.mu.Unlock()
 		snap, err := h.src.Snapshot(h.ctx)
 		if err != nil {
@@ -125,14 +128,12 @@ func (h *Hub) run() {
 				return
 			}
 			h.log.Error("loading netmap snapshot", "err", err)
-			h.mu.Lock()
-			h.dirty = true
-			h.mu.Unlock()
 			retry.Reset(time.Second)
 			continue
 		}
 		h.mu.Lock()
 		h.applyLocked(snap)
+		h.loaded = max(h.loaded, gen)
 		h.mu.Unlock()
 	}
 }
@@ -215,10 +216,13 @@ func (h *Hub) endLocked(sub *Subscription, err error) {
 // ErrUnknownNode if the node does not exist.
 func (h *Hub) Subscribe(ctx context.Context, id wire.NodeID) (*Subscription, error) {
 	h.mu.Lock()
-	fresh := h.snap != nil && !h.dirty
+	// Until a snapshot read after the last Notify is applied, the current
+	// one may miss a change (the node itself may have just enrolled).
+	fresh := h.snap != nil && h.loaded == h.notified
 	if fresh {
 		_, fresh = h.snap.Node(id)
 	}
+	gen := h.notified
 	h.mu.Unlock()
 	var snap *Snapshot
 	if !fresh {
@@ -235,6 +239,7 @@ func (h *Hub) Subscribe(ctx context.Context, id wire.NodeID) (*Subscription, err
 	}
 	if snap != nil {
 		h.applyLocked(snap)
+		h.loaded = max(h.loaded, gen)
 	}
 	if h.snap == nil {
 		return nil, ErrUnknownNode
