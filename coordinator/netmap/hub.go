@@ -59,14 +59,14 @@ type Hub struct {
 	cancel  context.CancelFunc
 	done    chan struct{} // closed when run returns
 
-	mu     sync.Mutex
-	snap   *Snapshot                     // guarded by mu; latest applied, nil before the first
+	mu   sync.Mutex
+	snap *Snapshot // guarded by mu; latest applied, nil before the first
 	// notified counts Notify calls; loaded is the count a snapshot
 	// applied since was read after. loaded < notified: a change was
 	// notified and not yet loaded. Both guarded by mu.
 	notified, loaded uint64
-	subs   map[wire.NodeID]*Subscription // guarded by mu
-	closed bool                          // guarded by mu
+	subs             map[wire.NodeID]*Subscription // guarded by mu
+	closed           bool                          // guarded by mu
 }
 
 // NewHub starts a Hub. Close stops it.
