@@ -40,8 +40,9 @@
 // that rule has not ended. The last-seen time is written only when it is a
 // millisecond old (the tick), so a busy flow costs no writes and no cache
 // line bounces between the goroutines that see its two directions; idle
-// timeouts hold to within the tick. Anything else - new flows, flag changes,
-// rule changes, tick refreshes - takes the shard's lock, where the table
+// timeouts hold to within the tick. Anything else - new flows (but for
+// inbound TCP SYNs, see below), flag changes, rule changes, tick
+// refreshes - takes the shard's lock, where the table
 // keeps its LRU list: eviction happens only when a full shard takes a new
 // flow. A miss proves a flow absent only if the home slot is empty or the
 // shard's seq shows that no removal shifted keys during the walk; else the
@@ -59,24 +60,44 @@
 // and each rule's protocol bits and first port range sit at its front.
 // A flow's state is created only once the rules admit it.
 //
-// Costs on the development machine (2 vCPU AMD EPYC, Go 1.26; go test
-// -bench . -benchmem -count 5, medians; every case 0 allocations; the
-// rule set has 1,277 source prefixes, 128 of them /24, over 32 rules with
-// one port each):
+// An inbound TCP SYN that the rules admit creates no flow entry either: it
+// leaves a note in a small lock-free table (one atomic store; halfopen.go),
+// and the connection gets its entry when this node answers (its SYN-ACK)
+// or the remote side sends anything but a SYN - each time only if the
+// rules in force still admit it. The note changes no verdict, only the
+// reason (AcceptEstablished or DropRevoked rather than AcceptRule or
+// DropNoRule), so it may be lossy. This takes the locked insert, and with
+// a full table the eviction, off a connection's first packet, and SYNs
+// nobody answers never evict flows in use. The insert happens on the
+// SYN-ACK instead: a whole handshake costs a little less than before, not
+// more (see the handshake benchmarks).
 //
-//	established flow (IPv4 TCP, this node started it)      ~10.8 ns (before: ~40)
-//	established flow a rule admitted                       ~11.3 ns
-//	established flow, two goroutines                        ~5.1 ns per packet (~20)
-//	outbound packet of a known flow                        ~11.0 ns (~59)
-//	new flow, distinct 5-tuples, table with room           ~70 ns
-//	new flow, distinct 5-tuples, full table (evicts)      ~146 ns
-//	new flow, one source, ports counting up (first bench) ~128 ns (~160-180)
-//	no match                                                ~20 ns (~50)
-//	no match, known source, port no rule admits             ~23 ns
+// Costs on the development machine (2 vCPU AMD EPYC, Go 1.26, shared with
+// other work: go test -bench 'RunIn|RunOut' -benchmem -count 5, twice,
+// interleaved with the version before the half-open notes; medians of 10;
+// every case 0 allocations; the rule set has 1,277 source prefixes, 128 of
+// them /24, over 32 rules with one port each; before in parentheses):
 //
-// A new flow costs about 550 instructions and six or seven serializing atomic
-// operations: the shard lock and its release, the two key words and the
-// slot word it publishes (readers without the lock need atomic stores), and
-// the counter. The atomics alone are some 15-20 ns here; with a full table
-// the evicted entry and its LRU neighbours are cold in the cache as well.
+//	established flow (IPv4 TCP, this node started it)     ~10.3 ns (10.7)
+//	established flow a rule admitted                      ~10.9 ns (11.5)
+//	established flow, two goroutines                       ~5.0 ns (5.7) per packet
+//	outbound packet of a known flow                       ~10.4 ns (10.6)
+//	new flow (SYN), distinct 5-tuples, table with room      ~36 ns (71)
+//	new flow (SYN), distinct 5-tuples, full table           ~55 ns (150)
+//	handshake: SYN in, SYN-ACK out (makes the entry)       ~123 ns (144)
+//	handshake into a full table (evicts)                   ~227 ns (231)
+//	new flow, one source, ports counting up (first bench)   ~29 ns (131)
+//	no match                                                ~20-24 ns (20-23)
+//	no match, known source, port no rule admits             ~20 ns (22)
+//
+// What a packet costs is mostly its serializing atomic operations: every
+// packet adds one to a reason counter (about 1 ns of the established
+// path), a SYN also stores its note (about 5 ns: its slot is often not in
+// the cache, and the store waits for it), and a flow entry takes the shard
+// lock and its release, atomic stores of the key words and the slot word
+// (readers without the lock need them), and with a full table the evicted
+// entry and its LRU neighbours are cold in the cache as well. A new flow
+// that is not a TCP SYN (UDP, ICMP echo, a TCP segment of a connection
+// never seen) still makes its entry on its first packet: that path is
+// unchanged, and costs about what the SYN did before.
 package filter

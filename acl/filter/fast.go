@@ -10,7 +10,9 @@ import (
 // quick6 does the same for IPv6 without extension headers. Such a packet
 // either passes on one lock-free reading of its flow's entry, writing
 // nothing but its counter, or goes on (in4, out4, inTracked, outTracked) to
-// the rules and the locked table code. Anything else (ICMP, IP options,
+// the rules and the locked table code - except an inbound SYN of a flow the
+// home slot proves absent, which in4 decides with the rules and a half-open
+// note alone, without a lock (halfopen.go). Anything else (ICMP, IP options,
 // fragments, extension headers, anything malformed) goes to the general
 // parser, which decides about it from scratch.
 //
@@ -132,37 +134,67 @@ func passesOut(st flowState, seen, stale int64, now Instant, rules *atomic.Point
 func (f *Filter) in4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64, missing bool, now Instant) (Verdict, Reason) {
 	proto := uint8(meta >> 32)
 	rs := f.rules.Load()
-	src, dst := addr{lo: addrs >> 32}, addr{lo: addrs & 0xffffffff}
 	var r Reason
-	if missing {
-		// Not in the table: the rules have the last word, and only a
-		// flow they admit is recorded.
-		var ref uint32
-		r, ref = rs.match(4, proto, src, dst, uint16(ports), now.wall)
-		if r == AcceptRule && tcpFlags&tcpRST == 0 {
-			// Record the flow, unless another packet of it got there
-			// first: then the general path decides with the lock.
-			kw := [5]uint64{0, addrs, 0, 0, meta}
-			ft := f.flows
-			s := ft.shardFor(h)
-			s.mu.Lock()
-			if ft.findWordsLocked(s, &kw, h, now.mono) < 0 {
-				s.insertWordsLocked(&kw, h, now.mono, mkState(flagInbound|tcpFlagsIn(tcpFlags), ref, rs.gen))
-				s.mu.Unlock()
-			} else {
-				s.mu.Unlock()
-				p := packet4(src, dst, ports, proto, tcpFlags)
-				k := flowKey{local: dst, remote: src, meta: meta}
-				r = f.inLocked(s, &k, h, &p, now, rs, r, ref)
+	switch {
+	case !missing:
+		p := packet4(addr{lo: addrs >> 32}, addr{lo: addrs & 0xffffffff}, ports, proto, tcpFlags)
+		k := flowKey{local: p.dst, remote: p.src, meta: meta}
+		r = f.inKnown(&p, &k, h, unsure, now)
+	case proto == protoTCP && pureSYN(tcpFlags):
+		// A new connection (newInbound's case, written out): its SYN
+		// leaves a note if the rules admit it, and no flow entry. The
+		// note's slot is read first so that, if it is not in the cache,
+		// fetching it overlaps the rule match: the store must wait for
+		// it, and an atomic store lets nothing run on meanwhile.
+		slot := f.half.slot(h)
+		old := slot.Load()
+		r, _ = rs.match4(uint32(addrs>>32), uint32(addrs), proto, uint16(ports), now.wall)
+		if r == AcceptRule {
+			if w := halfOpenNote(h, now.mono); old != w {
+				slot.Store(w)
+			}
+			if f.half.holds(old, h, now.mono) {
+				r = AcceptEstablished // a retransmitted SYN
 			}
 		}
-	} else {
-		p := packet4(src, dst, ports, proto, tcpFlags)
-		k := flowKey{local: dst, remote: src, meta: meta}
-		r = f.inKnown(&p, &k, h, unsure, now)
+	default:
+		// Not in the table: the rules have the last word, and only a
+		// flow they admit is recorded (see newInbound).
+		rr, ref := rs.match4(uint32(addrs>>32), uint32(addrs), proto, uint16(ports), now.wall)
+		k := kindUDP
+		if proto == protoTCP {
+			k = kindTCP
+		}
+		var insert bool
+		if r, insert = f.newInbound(k, tcpFlags, h, now, rr); insert {
+			r = f.insert4(addrs, ports, tcpFlags, meta, h, now, rs, r, rr, ref)
+		}
 	}
 	f.count.add(uint(addrs>>32), r) // by the remote address, as RunInAt
 	return r.Verdict(), r
+}
+
+// insert4 records the flow of an inbound IPv4 packet that in4 found absent
+// and newInbound admitted with reason r (the rules said rr, ref), unless
+// another packet of it got there first: then the general path decides with
+// the lock. It returns the packet's reason.
+func (f *Filter) insert4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64, now Instant, rs *ruleSet, r, rr Reason, ref uint32) Reason {
+	kw := [5]uint64{0, addrs, 0, 0, meta}
+	ft := &f.flows
+	s := ft.shardFor(h)
+	s.mu.Lock()
+	if ft.findWordsLocked(s, &kw, h, now.mono) < 0 {
+		s.insertWordsLocked(&kw, h, now.mono, mkState(flagInbound|tcpFlagsIn(tcpFlags), ref, rs.gen))
+		if r == AcceptEstablished {
+			f.half.clear(h)
+		}
+		s.mu.Unlock()
+		return r
+	}
+	s.mu.Unlock()
+	p := packet4(addr{lo: addrs >> 32}, addr{lo: addrs & 0xffffffff}, ports, uint8(meta>>32), tcpFlags)
+	k := flowKey{local: p.dst, remote: p.src, meta: meta}
+	return f.inLocked(s, &k, h, &p, now, rs, rr, ref)
 }
 
 // packet4 returns the packet the general parser makes of an IPv4 TCP or
@@ -180,7 +212,7 @@ func packet4(src, dst addr, ports uint32, proto, tcpFlags uint8) packet {
 func (f *Filter) inOther(b []byte, now Instant) (Verdict, Reason) {
 	var p packet
 	if quick6(b, &p) {
-		ft := f.flows
+		ft := &f.flows
 		meta := packMeta(6, p.proto, p.dstPort, p.srcPort)
 		r := f.inTracked(&p, meta, ft.loHash(p.dst.lo, p.src.lo, meta, ft.hiHash(p.dst.hi, p.src.hi)), now)
 		return r.Verdict(), r
@@ -205,7 +237,7 @@ func (f *Filter) inTracked(p *packet, meta, h uint64, now Instant) Reason {
 // hash h, given what a lookup of its flow found: absent, found (but not
 // passing without the lock), or unsure to look (again).
 func (f *Filter) inKnown(p *packet, k *flowKey, h uint64, res lookupResult, now Instant) Reason {
-	ft := f.flows
+	ft := &f.flows
 	rs := f.rules.Load()
 	s := ft.shardFor(h)
 	if res == unsure {
@@ -218,13 +250,13 @@ func (f *Filter) inKnown(p *packet, k *flowKey, h uint64, res lookupResult, now 
 	}
 	switch res {
 	case absent:
-		r, ref := rs.match(p.v, p.proto, p.src, p.dst, p.dstPort, now.wall)
-		if r != AcceptRule || p.tcpFlags&tcpRST != 0 {
+		rr, ref := rs.match(p.v, p.proto, p.src, p.dst, p.dstPort, now.wall)
+		if r, insert := f.newInbound(p.kind, p.tcpFlags, h, now, rr); !insert {
 			// The flow was not in the table when we looked, so the rules
 			// have the last word and nothing needs recording.
 			return r
 		}
-		return f.inLocked(s, k, h, p, now, rs, r, ref)
+		return f.inLocked(s, k, h, p, now, rs, rr, ref)
 	}
 	return f.inLocked(s, k, h, p, now, rs, reasonNone, 0)
 }
@@ -250,7 +282,7 @@ func (f *Filter) out4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64
 func (f *Filter) outOther(b []byte, now Instant) (Verdict, Reason) {
 	var p packet
 	if quick6(b, &p) {
-		ft := f.flows
+		ft := &f.flows
 		meta := packMeta(6, p.proto, p.srcPort, p.dstPort)
 		r := f.outTracked(&p, meta, ft.loHash(p.src.lo, p.dst.lo, meta, ft.hiHash(p.src.hi, p.dst.hi)), now)
 		return r.Verdict(), r

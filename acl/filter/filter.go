@@ -35,8 +35,13 @@ type Filter struct {
 	epoch time.Time // monotonic zero for flow times
 
 	rules atomic.Pointer[ruleSet] // never nil after New
-	flows *flowTable
 	count counters
+	// flows is held by value, not behind a pointer: the packet path then
+	// finds the table's fields one load sooner.
+	flows flowTable
+	// half notes inbound TCP connections admitted but not yet answered
+	// (see halfopen.go).
+	half halfOpenTable
 
 	setMu sync.Mutex // serializes SetRules
 	gen   uint64     // guarded by setMu: generation of the newest rule set
@@ -67,7 +72,8 @@ func New(opts Options) *Filter {
 	f := &Filter{
 		now:   opts.Now,
 		epoch: opts.Now(),
-		flows: newFlowTable(opts.FlowCapacity, t),
+		flows: *newFlowTable(opts.FlowCapacity, t),
+		half:  newHalfOpenTable(opts.FlowCapacity, int64(t.TCPTransitory)),
 	}
 	rs, _ := compile(nil, nil)
 	f.gen, rs.gen = 1, 1
@@ -130,7 +136,7 @@ func (f *Filter) RunOut(pkt []byte) (Verdict, Reason) { return f.RunOutAt(pkt, f
 // modified or kept.
 func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
 	if now.mono|now.wall == 0 { // the zero Instant
-		now = f.Now()
+		return f.RunIn(pkt) // a call in last place: nothing to save for after it
 	}
 	b := pkt
 	// The bulk of traffic: TCP or UDP over IPv4 without options or
@@ -170,22 +176,42 @@ func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
 	// packMeta(4, proto, dport, sport) puts the local port above the
 	// remote one.
 	meta |= uint64(bits.RotateLeft32(ports, 16))
-	ft := f.flows
+	ft := &f.flows
 	h := ft.hash4(addrs, meta)
 	// The lookup, written out (see shard.lookup); the home slot first.
 	// An empty home slot proves the flow absent.
 	i := h & ft.indexMask
 	w := ft.index[i].Load()
-	missing := false
+	// Every call below is the last thing RunInAt does, so no value has
+	// to be saved across one: the path that passes touches no stack.
 	if w>>slotTagShift != slotTag(h) { // an empty slot has no tag
-		i, w, missing = ft.probe(i, w, slotTag(h))
+		if w == 0 { // the home slot proves the flow absent
+			return f.in4(addrs, ports, tcpFlags, meta, h, true, now)
+		}
+		return f.in4Probe(addrs, ports, tcpFlags, meta, h, i, w, now)
 	}
+	e := &ft.entries[slotEntryIndex(w)]
+	if e.key[4].Load() == meta && e.key[1].Load() == addrs {
+		st, seen := e.state.Load(), e.seen.Load()
+		if ft.index[i].Load() == w && passesIn(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
+			f.count.add(uint(addrs>>32), AcceptEstablished) // by the remote address
+			return Accept, AcceptEstablished
+		}
+	}
+	return f.in4(addrs, ports, tcpFlags, meta, h, false, now)
+}
+
+// in4Probe goes on with RunInAt's lookup past a home slot i whose word w
+// is neither empty nor tagged for the flow.
+func (f *Filter) in4Probe(addrs uint64, ports uint32, tcpFlags uint8, meta, h, i, w uint64, now Instant) (Verdict, Reason) {
+	ft := &f.flows
+	i, w, missing := ft.probe(i, w, slotTag(h))
 	if w != 0 {
 		e := &ft.entries[slotEntryIndex(w)]
 		if e.key[4].Load() == meta && e.key[1].Load() == addrs {
 			st, seen := e.state.Load(), e.seen.Load()
 			if ft.index[i].Load() == w && passesIn(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
-				f.count.add(uint(addrs>>32), AcceptEstablished) // by the remote address
+				f.count.add(uint(addrs>>32), AcceptEstablished)
 				return Accept, AcceptEstablished
 			}
 		}
@@ -197,7 +223,7 @@ func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
 // packets pass, except ones too malformed to be IP.
 func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
 	if now.mono|now.wall == 0 { // the zero Instant
-		now = f.Now()
+		return f.RunOut(pkt)
 	}
 	b := pkt
 	// As in RunInAt.
@@ -230,15 +256,15 @@ func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
 	ports := binary.BigEndian.Uint32(b[20:])
 	kw := bits.RotateLeft64(addrs, 32) // local | remote<<32
 	meta |= uint64(ports)
-	ft := f.flows
+	ft := &f.flows
 	h := ft.hash4(kw, meta)
 	i := h & ft.indexMask
 	w := ft.index[i].Load()
-	if w>>slotTagShift != slotTag(h) {
-		var missing bool
-		if i, w, missing = ft.probe(i, w, slotTag(h)); w == 0 {
-			return f.out4(addrs, ports, tcpFlags, meta, h, missing, now)
+	if w>>slotTagShift != slotTag(h) { // as in RunInAt
+		if w == 0 {
+			return f.out4(addrs, ports, tcpFlags, meta, h, true, now)
 		}
+		return f.out4Probe(addrs, ports, tcpFlags, kw, meta, h, i, w, now)
 	}
 	e := &ft.entries[slotEntryIndex(w)]
 	if e.key[4].Load() == meta && e.key[1].Load() == kw {
@@ -249,6 +275,23 @@ func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
 		}
 	}
 	return f.out4(addrs, ports, tcpFlags, meta, h, false, now)
+}
+
+// out4Probe is in4Probe for RunOutAt; kw is the flow's key word.
+func (f *Filter) out4Probe(addrs uint64, ports uint32, tcpFlags uint8, kw, meta, h, i, w uint64, now Instant) (Verdict, Reason) {
+	ft := &f.flows
+	i, w, missing := ft.probe(i, w, slotTag(h))
+	if w != 0 {
+		e := &ft.entries[slotEntryIndex(w)]
+		if e.key[4].Load() == meta && e.key[1].Load() == kw {
+			st, seen := e.state.Load(), e.seen.Load()
+			if ft.index[i].Load() == w && passesOut(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
+				f.count.add(uint(addrs), AcceptOutbound)
+				return Accept, AcceptOutbound
+			}
+		}
+	}
+	return f.out4(addrs, ports, tcpFlags, meta, h, missing, now)
 }
 
 // Count returns how many packets got reason r since New.
@@ -264,7 +307,9 @@ func (f *Filter) Counts() map[Reason]uint64 {
 }
 
 // Flows returns the number of flows in the table, including ones that
-// timed out but were not yet reclaimed.
+// timed out but were not yet reclaimed. An inbound TCP connection whose
+// SYN was admitted is not in the table until this node answers it or the
+// remote side sends more than SYNs.
 func (f *Filter) Flows() int { return f.flows.len() }
 
 // runIn decides about inbound packet b, parsing it into p.
@@ -289,7 +334,8 @@ func (f *Filter) runIn(b []byte, p *packet, now Instant) Reason {
 
 // inLocked decides about an inbound packet of a tracked kind with the
 // shard's lock. r and ref are the rules' verdict if the caller already
-// matched them, else r is reasonNone.
+// matched them, else r is reasonNone. A flow that has no entry is decided
+// by newInbound.
 func (f *Filter) inLocked(s *shard, k *flowKey, h uint64, p *packet, now Instant, rs *ruleSet, r Reason, ref uint32) Reason {
 	s.mu.Lock()
 	if er := f.establishedLocked(s, k, h, p, now, rs); er != reasonNone {
@@ -299,8 +345,12 @@ func (f *Filter) inLocked(s *shard, k *flowKey, h uint64, p *packet, now Instant
 	if r == reasonNone {
 		r, ref = rs.match(p.v, p.proto, p.src, p.dst, p.dstPort, now.wall)
 	}
-	if r == AcceptRule && p.tcpFlags&tcpRST == 0 {
+	r, insert := f.newInbound(p.kind, p.tcpFlags, h, now, r)
+	if insert {
 		s.insertLocked(k, h, now.mono, mkState(flagInbound|tcpFlagsIn(p.tcpFlags), ref, rs.gen))
+		if r == AcceptEstablished { // a noted connection, now with an entry
+			f.half.clear(h)
+		}
 	}
 	s.mu.Unlock()
 	return r
@@ -406,9 +456,9 @@ func (f *Filter) runOut(b []byte, p *packet, now Instant) Reason {
 // outKnown records outbound packet p of a tracked kind with key k and hash
 // h, given what a lookup of its flow found (see inKnown).
 func (f *Filter) outKnown(p *packet, k *flowKey, h uint64, res lookupResult, now Instant) Reason {
-	ft := f.flows
+	ft := &f.flows
 	s := ft.shardFor(h)
-	pureSYN := p.kind == kindTCP && p.tcpFlags&(tcpSYN|tcpACK|tcpRST) == tcpSYN
+	syn := p.kind == kindTCP && pureSYN(p.tcpFlags)
 	if res == unsure {
 		var st flowState
 		var seen int64
@@ -419,16 +469,16 @@ func (f *Filter) outKnown(p *packet, k *flowKey, h uint64, res lookupResult, now
 	}
 	switch res {
 	case absent:
-		if (p.kind == kindTCP && !pureSYN) || p.kind == kindEchoReply {
+		if (p.kind == kindTCP && !syn && !f.half.has(h, now.mono)) || p.kind == kindEchoReply {
 			return AcceptOutboundUntracked
 		}
 	}
-	return f.outLocked(s, k, h, p, pureSYN, now)
+	return f.outLocked(s, k, h, p, syn, now)
 }
 
 // outLocked records an outbound packet of a tracked kind with the shard's
 // lock.
-func (f *Filter) outLocked(s *shard, k *flowKey, h uint64, p *packet, pureSYN bool, now Instant) Reason {
+func (f *Filter) outLocked(s *shard, k *flowKey, h uint64, p *packet, syn bool, now Instant) Reason {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	x := f.flows.findLocked(s, k, h, now.mono)
@@ -436,7 +486,7 @@ func (f *Filter) outLocked(s *shard, k *flowKey, h uint64, p *packet, pureSYN bo
 		st := s.entries[x].state.Load()
 		fl := stFlags(st)
 		s.touchLocked(x, now.mono)
-		if pureSYN && (closing(fl) || fl&flagRevoked != 0) {
+		if syn && (closing(fl) || fl&flagRevoked != 0) {
 			// This node opens a new connection on the ports of an old
 			// one: the flow is now this node's.
 			s.setStateLocked(x, 0)
@@ -461,7 +511,20 @@ func (f *Filter) outLocked(s *shard, k *flowKey, h uint64, p *packet, pureSYN bo
 	// exchange the filter never saw start (or forgot) creates nothing, so
 	// this node's replies cannot open a door for a flow that was refused
 	// or revoked.
-	if (p.kind == kindTCP && !pureSYN) || p.kind == kindEchoReply {
+	if p.kind == kindTCP && !syn && f.half.has(h, now.mono) {
+		// This node answers a connection whose SYN a rule admitted: the
+		// connection gets its flow entry now, as one the remote side
+		// started, if the current rules still admit it.
+		rs := f.rules.Load()
+		r, ref := rs.match(k.v(), k.proto(), k.remote, k.local, k.lport(), now.wall)
+		if r != AcceptRule {
+			return AcceptOutboundUntracked
+		}
+		s.insertLocked(k, h, now.mono, mkState(flagInbound|flagReplied|tcpFlagsOut(p.tcpFlags), ref, rs.gen))
+		f.half.clear(h)
+		return AcceptOutbound
+	}
+	if (p.kind == kindTCP && !syn) || p.kind == kindEchoReply {
 		return AcceptOutboundUntracked
 	}
 	s.insertLocked(k, h, now.mono, 0)

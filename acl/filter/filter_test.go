@@ -255,7 +255,9 @@ func TestRuleChangeNarrowingPortsCutsOnlyThatPort(t *testing.T) {
 	f := newTestFilter(t, newFakeClock(), allowPeer(peer4))
 	runSteps(t, f, []step{
 		in(tcp(peer4, me4, 1000, 22, tcpSYN), AcceptRule),
+		out(tcp(me4, peer4, 22, 1000, tcpSYN|tcpACK), AcceptOutbound),
 		in(tcp(peer4, me4, 1000, 80, tcpSYN), AcceptRule),
+		out(tcp(me4, peer4, 80, 1000, tcpSYN|tcpACK), AcceptOutbound),
 	})
 	narrow := allowPeer(peer4)
 	narrow.Ports = []wire.PortRange{{First: 80, Last: 80}}
@@ -548,7 +550,8 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 	related := icmpErr(peer6, me6, outb).bytes()
 	malformed := est[:30]
 	now := f.Now()
-	var port uint16
+	var port, synPort uint16
+	syn, synAck := tcp(peer4, me4, 0, 22, tcpSYN).bytes(), tcp(me4, peer4, 22, 0, tcpSYN|tcpACK).bytes()
 	// The IPv4 and IPv6 fast paths, both ways.
 	f.RunOut(tcp(me4, peer4, 40000, 443, tcpSYN).bytes())
 	f.RunIn(tcp(peer4, me4, 443, 40000, tcpSYN|tcpACK).bytes())
@@ -569,6 +572,18 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 			port++
 			newFlow[20], newFlow[21] = byte(port>>8), byte(port)
 			f.RunInAt(newFlow, now)
+		},
+		"new connection": func() {
+			synPort++
+			syn[20], syn[21] = byte(synPort>>8), byte(synPort)
+			f.RunInAt(syn, now)
+		},
+		"answered connection": func() {
+			synPort++
+			syn[20], syn[21] = byte(synPort>>8), byte(synPort)
+			synAck[22], synAck[23] = byte(synPort>>8), byte(synPort)
+			f.RunInAt(syn, now)
+			f.RunOutAt(synAck, now)
 		},
 		"with clock": func() { f.RunIn(est) },
 	} {
@@ -652,7 +667,10 @@ func TestLockFreeLookupNeverMixesFlows(t *testing.T) {
 // new rules.
 func TestGenerationWrapRechecksFlows(t *testing.T) {
 	f := newTestFilter(t, newFakeClock(), allowPeer(peer4))
-	runSteps(t, f, []step{in(tcp(peer4, me4, 1000, 22, tcpSYN), AcceptRule)})
+	runSteps(t, f, []step{
+		in(tcp(peer4, me4, 1000, 22, tcpSYN), AcceptRule),
+		out(tcp(me4, peer4, 22, 1000, tcpSYN|tcpACK), AcceptOutbound), // the flow entry
+	})
 	admitted := f.rules.Load().gen
 	f.setMu.Lock()
 	f.gen = 1<<32 - 1 // the next generation's low 32 bits are 0

@@ -458,60 +458,67 @@ func (rs *ruleSet) isSelf(v uint8, a addr) bool {
 // flow at wall-clock time wall (Unix nanoseconds). On AcceptRule, ref names
 // the admitting rule that ends last (see flowState): 0 if one never ends,
 // else 1 + its index; the flow must be checked again when it ends.
-//
-// It is written flat (no calls on the common path): it is most of what a
-// new flow costs.
 func (rs *ruleSet) match(v, proto uint8, src, dst addr, dport uint16, wall int64) (r Reason, ref uint32) {
-	var l listRef
 	if v == 4 {
-		d := uint32(dst.lo)
-		self := false
-		for _, s := range rs.self4 {
-			if d >= s.lo && d <= s.hi {
-				self = true
-				break
-			}
-		}
-		if !self {
-			return DropNotLocal, 0
-		}
-		l = rs.src4.lookup(uint32(src.lo))
-	} else {
-		if !rs.isSelf(v, dst) {
-			return DropNotLocal, 0
-		}
-		l = rs.src6.lookup(src)
+		return rs.match4(uint32(src.lo), uint32(dst.lo), proto, dport, wall)
 	}
+	if !rs.isSelf(v, dst) {
+		return DropNotLocal, 0
+	}
+	return rs.matchList(rs.src6.lookup(src), proto, dport, wall)
+}
+
+// match4 is match for IPv4. It is written flat (no calls on the common
+// path: one source address, one rule): it is most of what a new flow
+// costs.
+func (rs *ruleSet) match4(src, dst uint32, proto uint8, dport uint16, wall int64) (r Reason, ref uint32) {
+	// The first of this node's ranges (mostly its only one) without a
+	// loop; the others, if it is not in that one.
+	if len(rs.self4) == 0 || dst-rs.self4[0].lo > rs.self4[0].hi-rs.self4[0].lo { // not lo <= dst <= hi
+		if !rs.isSelf(4, addr{lo: uint64(dst)}) {
+			return DropNotLocal, 0
+		}
+	}
+	l := rs.src4.lookup(src)
+	if l&singleRule == 0 {
+		return rs.matchList(l, proto, dport, wall)
+	}
+	i := uint32(l &^ singleRule)
+	cr := &rs.rules[i]
+	pb := protoBit(proto)
+	switch {
+	case pb == 0:
+		if !cr.protos.has(proto) {
+			return DropNoRule, 0
+		}
+	case cr.common&pb == 0:
+		return DropNoRule, 0
+	case pb&3 != 0 && dport-cr.first.First > cr.first.Last-cr.first.First && !(len(cr.ports) > 1 && hasPort(cr.ports[1:], dport)):
+		// A TCP or UDP port outside the first range (whose First is
+		// at most its Last, or the rule has no ports and admits
+		// neither protocol) and the others.
+		return DropNoRule, 0
+	}
+	switch {
+	case cr.expiry == 0:
+		return AcceptRule, 0
+	case wall < cr.expiry:
+		return AcceptRule, min(i+1, refRematch)
+	}
+	return DropExpired, 0
+}
+
+// matchList is the rest of match once the source's rule list l is known.
+func (rs *ruleSet) matchList(l listRef, proto uint8, dport uint16, wall int64) (r Reason, ref uint32) {
 	if l == noList {
 		return DropNoRule, 0
 	}
 	pb := protoBit(proto)
 	ported := pb&3 != 0 // TCP or UDP
-	if l&singleRule != 0 {
-		i := uint32(l &^ singleRule)
-		cr := &rs.rules[i]
-		switch {
-		case pb == 0:
-			if !cr.protos.has(proto) {
-				return DropNoRule, 0
-			}
-		case cr.common&pb == 0:
-			return DropNoRule, 0
-		case ported && (dport < cr.first.First || dport > cr.first.Last) && !(len(cr.ports) > 1 && hasPort(cr.ports[1:], dport)):
-			return DropNoRule, 0
-		}
-		switch {
-		case cr.expiry == 0:
-			return AcceptRule, 0
-		case wall < cr.expiry:
-			return AcceptRule, min(i+1, refRematch)
-		}
-		return DropExpired, 0
-	}
+	var one [1]uint32
 	r = DropNoRule
 	var expiry int64
-	off := uint32(l)
-	for _, i := range rs.lists[off : off+rs.lists[off-1]] {
+	for _, i := range rs.listOf(l, &one) {
 		cr := &rs.rules[i]
 		if !cr.admits(proto, pb, ported, dport) {
 			continue

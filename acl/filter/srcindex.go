@@ -72,7 +72,7 @@ func newSrcIndex4(starts []uint32, lists []listRef, exact map[uint32][]uint32, u
 	slices.Sort(keys) // a deterministic layout
 	for _, a := range keys {
 		l := union(x.intervalList(a), exact[a])
-		i := uint64(a) * fib >> x.exactShift
+		i := uint64(a) * fib >> (x.exactShift & 63)
 		for x.exact[i] != 0 {
 			i = (i + 1) & mask
 		}
@@ -83,7 +83,7 @@ func newSrcIndex4(starts []uint32, lists []listRef, exact map[uint32][]uint32, u
 
 // intervalList returns the rule list of a's interval.
 func (x *srcIndex4) intervalList(a uint32) listRef {
-	b := a >> (32 - x.topBits)
+	b := a >> ((32 - x.topBits) & 31) // the masks spare a shift its range check
 	lo, hi := x.top[b], x.top[b+1]
 	// The largest i in [lo, hi] with starts[i] <= a; starts[lo] <= a.
 	for lo < hi {
@@ -101,7 +101,7 @@ func (x *srcIndex4) intervalList(a uint32) listRef {
 func (x *srcIndex4) lookup(a uint32) listRef {
 	if len(x.exact) > 0 {
 		mask := uint64(len(x.exact) - 1)
-		for i := uint64(a) * fib >> x.exactShift; ; i = (i + 1) & mask {
+		for i := uint64(a) * fib >> (x.exactShift & 63); ; i = (i + 1) & mask {
 			w := x.exact[i]
 			if w == 0 {
 				break
@@ -155,7 +155,7 @@ func newSrcIndex6(starts []addr, lists []listRef, exact map[addr][]uint32, union
 	})
 	for _, a := range keys {
 		l := union(x.intervalList(a), exact[a])
-		i := hash6(a) >> x.exactShift
+		i := hash6(a) >> (x.exactShift & 63)
 		for x.exact[i].list != noList {
 			i = (i + 1) & mask
 		}
@@ -181,7 +181,7 @@ func (x *srcIndex6) intervalList(a addr) listRef {
 func (x *srcIndex6) lookup(a addr) listRef {
 	if len(x.exact) > 0 {
 		mask := uint64(len(x.exact) - 1)
-		for i := hash6(a) >> x.exactShift; ; i = (i + 1) & mask {
+		for i := hash6(a) >> (x.exactShift & 63); ; i = (i + 1) & mask {
 			e := &x.exact[i]
 			if e.list == noList {
 				break
