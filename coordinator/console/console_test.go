@@ -379,7 +379,7 @@ func TestChangesNeedCSRFTokenSameOriginAndKnownHost(t *testing.T) {
 	if w.Code != http.StatusForbidden {
 		t.Errorf("GET with a foreign Host: %d, want 403", w.Code)
 	}
-	if w := b.do(http.MethodGet, Prefix+"/events", nil, withHeader("Origin", "https://evil.example")); w.Code != http.StatusForbidden {
+	if w := b.do(http.MethodGet, Prefix+"/nodes", nil, withHeader("Origin", "https://evil.example")); w.Code != http.StatusForbidden {
 		t.Errorf("cross-origin GET (a script of another site): %d, want 403", w.Code)
 	}
 	if w := b.do(http.MethodGet, Prefix+"/nodes", nil, func(r *http.Request) { r.Host = "127.0.0.1:8443" }); w.Code != http.StatusOK {
