@@ -37,10 +37,10 @@ import (
 
 // Dead-peer detection on API connections.
 const (
-	deadPeerIdle     = 5 * time.Second  // silence before the first TCP keepalive probe
-	deadPeerInterval = 5 * time.Second  // between probes
-	deadPeerProbes   = 3                // unanswered probes that end the connection
-	deadPeerTimeout  = 6 * time.Second  // TCP_USER_TIMEOUT: unacknowledged data or probes
+	deadPeerIdle     = 5 * time.Second // silence before the first TCP keepalive probe
+	deadPeerInterval = 5 * time.Second // between probes
+	deadPeerProbes   = 3               // unanswered probes that end the connection
+	deadPeerTimeout  = 6 * time.Second // TCP_USER_TIMEOUT: unacknowledged data or probes
 )
 
 // restartGrace is the grace, counted from the coordinator's start, of

@@ -30,6 +30,7 @@ import (
 	"github.com/latchnet/latch/agent/control"
 	"github.com/latchnet/latch/e2e/cluster"
 	"github.com/latchnet/latch/e2e/netns"
+	"github.com/latchnet/latch/internal/oidctest"
 	"github.com/latchnet/latch/wire"
 )
 
@@ -76,7 +77,7 @@ type loopbackCoordinator struct {
 
 // startLoopbackCoordinator runs the real coordinator binary on a free
 // loopback port; it is stopped (by its PID) when the test ends.
-func startLoopbackCoordinator(t *testing.T, bins cluster.Binaries) *loopbackCoordinator {
+func startLoopbackCoordinator(t *testing.T, bins cluster.Binaries, extra ...string) *loopbackCoordinator {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,6 +92,7 @@ func startLoopbackCoordinator(t *testing.T, bins cluster.Binaries) *loopbackCoor
 	}
 	cmd := exec.Command(bins.Path(cluster.CoordinatorBin), "serve", "--listen", addr, "--data-dir", filepath.Join(dir, "data"),
 		"--log-level", "debug")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -163,6 +165,20 @@ func (c *loopbackCoordinator) spkiPin(t *testing.T) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
+// issuerSPKIPin is the base64 SHA-256 of the test issuer's server key
+// (for --ignore-certificate-errors-spki-list, which matches the leaf),
+// read from a TLS handshake verified against the issuer's CA.
+func issuerSPKIPin(t *testing.T, iss *oidctest.Issuer) string {
+	t.Helper()
+	c, err := tls.Dial("tcp", strings.TrimPrefix(iss.URL, "https://"), &tls.Config{RootCAs: iss.CAPool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sum := sha256.Sum256(c.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
 // browserNode is a node enrolled and streaming through the control
 // protocol (what an agent does), without a data plane.
 type browserNode struct {
@@ -224,47 +240,34 @@ func TestConsoleInBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("skipping: %s not installed (scripts/install-deps installs chromium)", chromiumPath)
 	}
-	coord := startLoopbackCoordinator(t, bins)
+	// A test OIDC issuer on loopback: the console's second way to sign in.
+	iss, err := oidctest.Start(oidctest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	iss.SetClient("latch-console", "console-secret")
+	iss.SetUser("sub-audrey", map[string]any{"email": "audrey@example.com"})
+	oidcDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(oidcDir, "ca.pem"), iss.CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(oidcDir, "secret"), []byte("console-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	coord := startLoopbackCoordinator(t, bins, "--oidc-ca-file", filepath.Join(oidcDir, "ca.pem"),
+		"--console-oidc-issuer", iss.URL, "--console-oidc-client-id", "latch-console",
+		"--console-oidc-client-secret-file", filepath.Join(oidcDir, "secret"))
 	tokenB, err := os.ReadFile(filepath.Join(coord.DataDir, "bootstrap-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	bootstrap := strings.TrimSpace(string(tokenB))
 
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("ignore-certificate-errors-spki-list", coord.spkiPin(t)),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	ctx, cancel := context.WithTimeout(bctx, 4*time.Minute)
-	defer cancel()
-
+	b := newConsoleBrowser(t, coord.spkiPin(t)+","+issuerSPKIPin(t, iss))
+	ctx, run, text, mark, waitFor := b.ctx, b.run, b.text, b.mark, b.waitFor
 	shots := os.Getenv("LATCH_CONSOLE_SCREENSHOTS") == "1"
 	shotDir := filepath.Join("..", "docs", "console")
-	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		sctx, scancel := context.WithTimeout(ctx, 45*time.Second)
-		defer scancel()
-		if err := chromedp.Do(sctx, steps...); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
-			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
-			t.Fatalf("%s: %v (at %s: %.600s)", what, err, loc, body)
-		}
-	}
 	shot := func(name string) {
 		t.Helper()
 		if !shots {
@@ -278,46 +281,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("reading %s: %v", sel, err)
-		}
-		return s
-	}
-	// mark sets a variable in the page: if it is still there later, the
-	// page was not reloaded.
-	mark := func(v int) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool](fmt.Sprintf("window.__noReload = %d; true", v))(ctx, tg)
-			return err
-		})
-	}
-	// waitFor polls a JavaScript condition in the page (no reloads).
-	waitFor := func(what, js string) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](js))
-			if err != nil {
-				t.Fatalf("evaluating %s: %v", what, err)
-			}
-			if ok {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(100 * time.Millisecond) // the poll interval, not a wait for an event
-		}
-	}
 	base := coord.URL + "/console"
-
-	// The browser lives as long as the context of the first call.
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
 	// Setup: the first owner, with the one-time bootstrap token.
 	run("opening the console", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#setup-form")))
 	shot("setup")
@@ -407,6 +371,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("topology pairs %q, want ci-runner-1 → ci-runner-2 tcp/22", got)
 	}
 	shot("topology")
+	// Each node's page lists whom it may reach and who may reach it.
+	run("opening runner 1", chromedp.Navigate(base+"/nodes/"+id), chromedp.WaitVisible(chromedp.CSS("#may-reach")))
+	if got := text("#may-reach"); !strings.Contains(got, "ci-runner-2\ttcp/22") {
+		t.Fatalf("runner 1 may reach %q, want ci-runner-2 tcp/22", got)
+	}
+	shot("node")
+	run("opening runner 2", chromedp.Navigate(base+"/nodes/"+string(node2.en.Node.ID)), chromedp.WaitVisible(chromedp.CSS("#reachable-from")))
+	if got := text("#reachable-from"); !strings.Contains(got, "ci-runner-1\ttcp/22") {
+		t.Fatalf("runner 2 reachable from %q, want ci-runner-1 tcp/22", got)
+	}
 	run("back to policy", chromedp.Navigate(base+"/policy"), chromedp.WaitVisible(chromedp.CSS("#versions")))
 	run("restoring version 1", chromedp.Click(chromedp.CSS(`form[action$="/versions/1/restore"] button`)))
 	waitFor("the restore", `(function(){var f=document.getElementById('flash');return !!f && f.textContent.indexOf('restored')>=0})()`)
@@ -436,7 +410,6 @@ func TestConsoleInBrowser(t *testing.T) {
 	if got := text("#node-props"); !strings.Contains(got, "tag:ci") || !strings.Contains(got, "ci-runner-1") {
 		t.Fatalf("node page: %q", got)
 	}
-	shot("node")
 
 	// Access: the node asks for svc:db; the request appears live; approve
 	// it and watch the grant count down.
@@ -472,6 +445,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#new-username"), "audrey@example.com"),
 		chromedp.SendKeys(chromedp.CSS("#new-password"), consolePassword),
 		chromedp.SendKeys(chromedp.CSS("#new-password2"), consolePassword),
+		chromedp.SendKeys(chromedp.CSS("#new-oidc-subject"), "sub-audrey"),
 		chromedp.Click(chromedp.CSS("#create-user")))
 	waitFor("the new account", `(function(){var t=document.getElementById('users-table');return !!document.getElementById('flash') && !!t && t.textContent.indexOf('audrey@example.com')>=0 && t.textContent.indexOf('auditor')>=0})()`)
 	shot("users")
@@ -519,6 +493,11 @@ func TestConsoleInBrowser(t *testing.T) {
 	run("signing out", chromedp.Click(chromedp.CSS("#signout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
 	shot("login")
 	run("after sign-out", chromedp.Navigate(base+"/nodes"), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+	// Sign in again through the OIDC issuer as audrey, bound by subject.
+	run("signing in with OIDC", chromedp.Click(chromedp.CSS("#login-oidc")), chromedp.WaitVisible(chromedp.CSS("#ov-nodes")))
+	if got := text("#whoami"); !strings.Contains(got, "audrey@example.com") || !strings.Contains(got, "auditor") {
+		t.Fatalf("after OIDC sign-in: %q, want audrey@example.com (auditor)", got)
+	}
 	// The coordinator's API saw the same actions: the node is gone there too.
 	var list []wire.NodeInfo
 	hreq, _ := http.NewRequest(http.MethodGet, coord.URL+wire.PathNodes, nil)

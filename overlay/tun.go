@@ -21,7 +21,9 @@ import (
 //     packet and passes the admitted ones, in order, to the native Write,
 //     which coalesces them (GRO) as usual.
 //
-// The clock is read once per batch, not once per packet. With a FlowSink,
+// The clock is read once per batch, not once per packet, and each batch
+// goes through the filter in one call (RunOutBatch, RunInBatch: up to
+// filterChunk packets, the filter's counters updated once). With a FlowSink,
 // each batch's packets are also counted per flow (flowacct.go) and handed
 // to the sink once per batch.
 type filterTUN struct {
@@ -55,42 +57,40 @@ func newFilterTUN(dev tun.Device, f *filter.Filter, flows FlowSink) *filterTUN {
 	return t
 }
 
+// filterChunk is how many packets the wrapper hands the filter at once:
+// wireguard-go's batches (BatchSize, at most 128) take one call. Each call
+// keeps its packets' reasons in an array of this size on the stack.
+const filterChunk = 128
+
 // Read reads a batch from the native device and records each packet's
 // flow; packets the filter drops get size 0.
 func (t *filterTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := t.Device.Read(bufs, sizes, offset)
-	if n > 0 && t.flows != nil {
-		t.readCounted(bufs[:n], sizes, offset)
-	} else if n > 0 {
-		now := t.filter.Now()
-		for i := range n {
-			if sizes[i] <= 0 {
-				continue
+	if n <= 0 {
+		return n, err
+	}
+	now := t.filter.Now()
+	var rs [filterChunk]filter.Reason
+	for start := 0; start < n; start += filterChunk {
+		end := min(start+filterChunk, n)
+		chunk, csizes, reasons := bufs[start:end], sizes[start:end], rs[:end-start]
+		t.filter.RunOutBatch(chunk, offset, csizes, reasons, now)
+		for i, r := range reasons {
+			if csizes[i] <= 0 {
+				continue // skipped by the filter too
 			}
-			if v, _ := t.filter.RunOutAt(bufs[i][offset:offset+sizes[i]], now); v != filter.Accept {
-				sizes[i] = 0
+			if t.flows != nil {
+				t.outBatch.add(chunk[i][offset:offset+csizes[i]], r.Verdict(), r, t.flows, FlowOut)
+			}
+			if r.Verdict() != filter.Accept {
+				csizes[i] = 0
 			}
 		}
+	}
+	if t.flows != nil {
+		t.outBatch.flush(t.flows, FlowOut)
 	}
 	return n, err
-}
-
-// readCounted is Read's filter loop with flow accounting.
-func (t *filterTUN) readCounted(bufs [][]byte, sizes []int, offset int) {
-	now := t.filter.Now()
-	fb := t.outBatch
-	for i := range bufs {
-		if sizes[i] <= 0 {
-			continue
-		}
-		p := bufs[i][offset : offset+sizes[i]]
-		v, r := t.filter.RunOutAt(p, now)
-		fb.add(p, v, r, t.flows, FlowOut)
-		if v != filter.Accept {
-			sizes[i] = 0
-		}
-	}
-	fb.flush(t.flows, FlowOut)
 }
 
 // Write filters a batch of decrypted packets and writes the admitted ones.
@@ -108,9 +108,11 @@ func (t *filterTUN) Write(bufs [][]byte, offset int) (int, error) {
 		return t.writeCounted(bufs, offset)
 	}
 	now := t.filter.Now()
-	for i, b := range bufs {
-		if v, _ := t.filter.RunInAt(b[offset:], now); v != filter.Accept {
-			return t.writeSome(bufs, offset, i, now, nil)
+	var rs [filterChunk]filter.Reason
+	for start := 0; start < len(bufs); start += filterChunk {
+		chunk := bufs[start:min(start+filterChunk, len(bufs))]
+		if t.filter.RunInBatch(chunk, offset, nil, rs[:len(chunk)], now) != len(chunk) {
+			return t.writeSome(bufs, offset, start, rs[:len(chunk)], now, nil)
 		}
 	}
 	return t.Device.Write(bufs, offset)
@@ -122,32 +124,48 @@ func (t *filterTUN) writeCounted(bufs [][]byte, offset int) (int, error) {
 	now := t.filter.Now()
 	fb := flowBatchPool.Get().(*flowBatch)
 	defer flowBatchPool.Put(fb)
-	for i, b := range bufs {
-		p := b[offset:]
-		v, r := t.filter.RunInAt(p, now)
-		fb.add(p, v, r, t.flows, FlowIn)
-		if v != filter.Accept {
-			return t.writeSome(bufs, offset, i, now, fb)
+	var rs [filterChunk]filter.Reason
+	for start := 0; start < len(bufs); start += filterChunk {
+		chunk := bufs[start:min(start+filterChunk, len(bufs))]
+		reasons := rs[:len(chunk)]
+		accepted := t.filter.RunInBatch(chunk, offset, nil, reasons, now)
+		for i, r := range reasons {
+			fb.add(chunk[i][offset:], r.Verdict(), r, t.flows, FlowIn)
+		}
+		if accepted != len(chunk) {
+			return t.writeSome(bufs, offset, start, reasons, now, fb)
 		}
 	}
 	fb.flush(t.flows, FlowIn)
 	return t.Device.Write(bufs, offset)
 }
 
-// writeSome writes the admitted packets of bufs, given that bufs[:drop]
-// were admitted and bufs[drop] was not. With fb, the packets after drop
-// are counted into it, and fb is flushed to the sink.
-func (t *filterTUN) writeSome(bufs [][]byte, offset, drop int, now filter.Instant, fb *flowBatch) (int, error) {
+// writeSome writes the admitted packets of bufs, given that bufs[:start]
+// were admitted and reasons holds the reasons of the chunk from start on,
+// some of which are drops. The packets after that chunk are filtered here;
+// with fb, they are counted into it (the chunk's packets already are), and
+// fb is flushed to the sink.
+func (t *filterTUN) writeSome(bufs [][]byte, offset, start int, reasons []filter.Reason, now filter.Instant, fb *flowBatch) (int, error) {
 	t.keptMu.Lock()
 	defer t.keptMu.Unlock()
-	kept := append(t.kept[:0], bufs[:drop]...)
-	for _, b := range bufs[drop+1:] {
-		v, r := t.filter.RunInAt(b[offset:], now)
-		if fb != nil {
-			fb.add(b[offset:], v, r, t.flows, FlowIn)
+	kept := append(t.kept[:0], bufs[:start]...)
+	for i, r := range reasons {
+		if r.Verdict() == filter.Accept {
+			kept = append(kept, bufs[start+i])
 		}
-		if v == filter.Accept {
-			kept = append(kept, b)
+	}
+	var rs [filterChunk]filter.Reason
+	for start += len(reasons); start < len(bufs); start += filterChunk {
+		chunk := bufs[start:min(start+filterChunk, len(bufs))]
+		reasons := rs[:len(chunk)]
+		t.filter.RunInBatch(chunk, offset, nil, reasons, now)
+		for i, r := range reasons {
+			if fb != nil {
+				fb.add(chunk[i][offset:], r.Verdict(), r, t.flows, FlowIn)
+			}
+			if r.Verdict() == filter.Accept {
+				kept = append(kept, chunk[i])
+			}
 		}
 	}
 	if fb != nil {

@@ -11,6 +11,7 @@ import "time"
 //	GET  PathPolicyVersions                -> []PolicyInfo (newest first, no Source)
 //	GET  PathPolicyVersions/{v}            -> PolicyInfo
 //	POST PathPolicyVersions/{v}/restore    -> SetPolicyResponse (saves it as a new version)
+//	GET  PathPolicyPairs[?node=ID-or-name] -> PolicyPairs (scope nodes:read)
 //	GET  PathAccess?state=pending|active|all -> []AccessRequest
 //	POST PathAccess/{id}/approve  DecideRequest -> AccessRequest
 //	POST PathAccess/{id}/deny     DecideRequest -> AccessRequest
@@ -26,6 +27,7 @@ import "time"
 const (
 	PathPolicy         = "/api/v1/policy"
 	PathPolicyVersions = "/api/v1/policy/versions"
+	PathPolicyPairs    = "/api/v1/policy/pairs"
 	PathAccess         = "/api/v1/access"
 	PathNodeAccess     = "/api/v1/node/access"
 )
@@ -66,6 +68,16 @@ type Pair struct {
 	Proto string `json:"proto"`
 	// Ports is "5432" or "8000-8100"; empty for ICMP.
 	Ports string `json:"ports,omitempty"`
+}
+
+// PolicyPairs lists the pairs the current policy's rules allow on the
+// current inventory (just-in-time grants are not included), computed by
+// the same compiler as a dry run's preview. Node, when set, is the name of
+// the node the list was filtered to (pairs with it at either end).
+type PolicyPairs struct {
+	Version int    `json:"version"` // 0: no policy saved, no pairs
+	Node    string `json:"node,omitempty"`
+	Pairs   []Pair `json:"pairs"`
 }
 
 // PolicyError is the 400 body for a refused policy. Line and Column are

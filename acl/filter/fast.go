@@ -128,10 +128,18 @@ func passesOut(st flowState, seen, stale int64, now Instant, rules *atomic.Point
 		(uint8(st)&flagInbound == 0 || rules.Load().current(st, now.wall))
 }
 
-// in4 decides about and counts an inbound IPv4 TCP or UDP packet that did
-// not pass on RunInAt's unlocked path (see there for the arguments).
-// missing says that path proved the flow absent.
-func (f *Filter) in4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64, missing bool, now Instant) (Verdict, Reason) {
+// in4c is in4 for RunInAt: it also counts the packet, by its remote
+// address.
+func (f *Filter) in4c(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64, missing bool, now Instant) (Verdict, Reason) {
+	r := f.in4(addrs, ports, tcpFlags, meta, h, missing, now)
+	f.count.add(uint(addrs>>32), r)
+	return r.Verdict(), r
+}
+
+// in4 decides about an inbound IPv4 TCP or UDP packet that did not pass on
+// RunInAt's (or RunInBatch's) unlocked path (see there for the arguments);
+// the caller counts it. missing says that path proved the flow absent.
+func (f *Filter) in4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64, missing bool, now Instant) Reason {
 	proto := uint8(meta >> 32)
 	rs := f.rules.Load()
 	var r Reason
@@ -170,8 +178,7 @@ func (f *Filter) in4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64,
 			r = f.insert4(addrs, ports, tcpFlags, meta, h, now, rs, r, rr, ref)
 		}
 	}
-	f.count.add(uint(addrs>>32), r) // by the remote address, as RunInAt
-	return r.Verdict(), r
+	return r
 }
 
 // insert4 records the flow of an inbound IPv4 packet that in4 found absent
@@ -207,30 +214,31 @@ func packet4(src, dst addr, ports uint32, proto, tcpFlags uint8) packet {
 	return packet{src: src, dst: dst, v: 4, kind: k, proto: proto, tcpFlags: tcpFlags, srcPort: uint16(ports >> 16), dstPort: uint16(ports)}
 }
 
-// inOther decides about and counts an inbound packet that RunInAt's IPv4
-// path does not take.
-func (f *Filter) inOther(b []byte, now Instant) (Verdict, Reason) {
+// inOtherc is inOther for RunInAt: it also counts the packet.
+func (f *Filter) inOtherc(b []byte, now Instant) (Verdict, Reason) {
+	r := f.inOther(b, now)
+	f.count.add(stripeOfBytes(b), r)
+	return r.Verdict(), r
+}
+
+// inOther decides about an inbound packet that the IPv4 fast path does not
+// take; the caller counts it.
+func (f *Filter) inOther(b []byte, now Instant) Reason {
 	var p packet
 	if quick6(b, &p) {
 		ft := &f.flows
 		meta := packMeta(6, p.proto, p.dstPort, p.srcPort)
-		r := f.inTracked(&p, meta, ft.loHash(p.dst.lo, p.src.lo, meta, ft.hiHash(p.dst.hi, p.src.hi)), now)
-		return r.Verdict(), r
+		return f.inTracked(&p, meta, ft.loHash(p.dst.lo, p.src.lo, meta, ft.hiHash(p.dst.hi, p.src.hi)), now)
 	}
 	p = packet{}
-	r := f.runIn(b, &p, now)
-	f.count.add(stripeOf(&p), r)
-	return r.Verdict(), r
+	return f.runIn(b, &p, now)
 }
 
-// inTracked decides about and counts an inbound TCP or UDP packet p whose
-// flow key has meta word meta and hash h, and which did not pass on the
-// unlocked path.
+// inTracked decides about an inbound TCP or UDP packet p whose flow key has
+// meta word meta and hash h, and which did not pass on the unlocked path.
 func (f *Filter) inTracked(p *packet, meta, h uint64, now Instant) Reason {
 	k := flowKey{local: p.dst, remote: p.src, meta: meta}
-	r := f.inKnown(p, &k, h, unsure, now)
-	f.count.add(stripeOf(p), r)
-	return r
+	return f.inKnown(p, &k, h, unsure, now)
 }
 
 // inKnown decides about inbound packet p of a tracked kind with key k and
@@ -261,9 +269,17 @@ func (f *Filter) inKnown(p *packet, k *flowKey, h uint64, res lookupResult, now 
 	return f.inLocked(s, k, h, p, now, rs, reasonNone, 0)
 }
 
-// out4 records and counts an outbound IPv4 TCP or UDP packet that did not
-// pass on RunOutAt's unlocked path (see in4).
-func (f *Filter) out4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64, missing bool, now Instant) (Verdict, Reason) {
+// out4c is out4 for RunOutAt: it also counts the packet, by its remote
+// address.
+func (f *Filter) out4c(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64, missing bool, now Instant) (Verdict, Reason) {
+	r := f.out4(addrs, ports, tcpFlags, meta, h, missing, now)
+	f.count.add(uint(addrs), r)
+	return r.Verdict(), r
+}
+
+// out4 records an outbound IPv4 TCP or UDP packet that did not pass on the
+// unlocked path (see in4); the caller counts it.
+func (f *Filter) out4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64, missing bool, now Instant) Reason {
 	proto := uint8(meta >> 32)
 	src, dst := addr{lo: addrs >> 32}, addr{lo: addrs & 0xffffffff}
 	p := packet4(src, dst, ports, proto, tcpFlags)
@@ -272,33 +288,32 @@ func (f *Filter) out4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64
 	if missing {
 		res = absent
 	}
-	r := f.outKnown(&p, &k, h, res, now)
-	f.count.add(uint(addrs), r) // by the remote address, as RunOutAt
+	return f.outKnown(&p, &k, h, res, now)
+}
+
+// outOtherc is outOther for RunOutAt: it also counts the packet.
+func (f *Filter) outOtherc(b []byte, now Instant) (Verdict, Reason) {
+	r := f.outOther(b, now)
+	f.count.add(stripeOfBytes(b), r)
 	return r.Verdict(), r
 }
 
-// outOther records and counts an outbound packet that RunOutAt's IPv4 path
-// does not take.
-func (f *Filter) outOther(b []byte, now Instant) (Verdict, Reason) {
+// outOther records an outbound packet that the IPv4 fast path does not
+// take; the caller counts it.
+func (f *Filter) outOther(b []byte, now Instant) Reason {
 	var p packet
 	if quick6(b, &p) {
 		ft := &f.flows
 		meta := packMeta(6, p.proto, p.srcPort, p.dstPort)
-		r := f.outTracked(&p, meta, ft.loHash(p.src.lo, p.dst.lo, meta, ft.hiHash(p.src.hi, p.dst.hi)), now)
-		return r.Verdict(), r
+		return f.outTracked(&p, meta, ft.loHash(p.src.lo, p.dst.lo, meta, ft.hiHash(p.src.hi, p.dst.hi)), now)
 	}
 	p = packet{}
-	r := f.runOut(b, &p, now)
-	f.count.add(stripeOf(&p), r)
-	return r.Verdict(), r
+	return f.runOut(b, &p, now)
 }
 
-// outTracked records and counts an outbound TCP or UDP packet p whose
-// flow key has meta word meta and hash h, and which did not pass on the
-// unlocked path.
+// outTracked records an outbound TCP or UDP packet p whose flow key has
+// meta word meta and hash h, and which did not pass on the unlocked path.
 func (f *Filter) outTracked(p *packet, meta, h uint64, now Instant) Reason {
 	k := flowKey{local: p.src, remote: p.dst, meta: meta}
-	r := f.outKnown(p, &k, h, unsure, now)
-	f.count.add(stripeOf(p), r)
-	return r
+	return f.outKnown(p, &k, h, unsure, now)
 }

@@ -145,11 +145,11 @@ func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
 	// one lock-free reading of the flow's entry (see fast.go).
 	// FuzzFastPathAgrees holds this to the general path.
 	if len(b) < 28 || b[0] != 0x45 {
-		return f.inOther(b, now)
+		return f.inOtherc(b, now)
 	}
 	total := int(binary.BigEndian.Uint16(b[2:]))
 	if total > len(b) || binary.BigEndian.Uint16(b[6:])&0x3fff != 0 {
-		return f.inOther(b, now)
+		return f.inOtherc(b, now)
 	}
 	proto := b[9]
 	var tcpFlags uint8
@@ -158,17 +158,17 @@ func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
 	case protoTCP:
 		// The data offset, in bytes, from 20 to what the packet holds.
 		if total < 40 || uint(int(b[32]>>2&^3)-20) > uint(total-40) {
-			return f.inOther(b, now)
+			return f.inOtherc(b, now)
 		}
 		tcpFlags = b[33]
 		meta = 4<<40 | protoTCP<<32
 	case protoUDP:
 		if n := int(binary.BigEndian.Uint16(b[24:])); total < 28 || n < 8 || n > total-20 {
-			return f.inOther(b, now)
+			return f.inOtherc(b, now)
 		}
 		meta = 4<<40 | protoUDP<<32
 	default:
-		return f.inOther(b, now)
+		return f.inOtherc(b, now)
 	}
 	addrs := binary.BigEndian.Uint64(b[12:]) // source, destination
 	ports := binary.BigEndian.Uint32(b[20:]) // source, destination
@@ -186,9 +186,9 @@ func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
 	// to be saved across one: the path that passes touches no stack.
 	if w>>slotTagShift != slotTag(h) { // an empty slot has no tag
 		if w == 0 { // the home slot proves the flow absent
-			return f.in4(addrs, ports, tcpFlags, meta, h, true, now)
+			return f.in4c(addrs, ports, tcpFlags, meta, h, true, now)
 		}
-		return f.in4Probe(addrs, ports, tcpFlags, meta, h, i, w, now)
+		return f.in4Probec(addrs, ports, tcpFlags, meta, h, i, w, now)
 	}
 	e := &ft.entries[slotEntryIndex(w)]
 	if e.key[4].Load() == meta && e.key[1].Load() == addrs {
@@ -198,12 +198,20 @@ func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
 			return Accept, AcceptEstablished
 		}
 	}
-	return f.in4(addrs, ports, tcpFlags, meta, h, false, now)
+	return f.in4c(addrs, ports, tcpFlags, meta, h, false, now)
 }
 
-// in4Probe goes on with RunInAt's lookup past a home slot i whose word w
-// is neither empty nor tagged for the flow.
-func (f *Filter) in4Probe(addrs uint64, ports uint32, tcpFlags uint8, meta, h, i, w uint64, now Instant) (Verdict, Reason) {
+// in4Probec is in4Probe for RunInAt: it also counts the packet.
+func (f *Filter) in4Probec(addrs uint64, ports uint32, tcpFlags uint8, meta, h, i, w uint64, now Instant) (Verdict, Reason) {
+	r := f.in4Probe(addrs, ports, tcpFlags, meta, h, i, w, now)
+	f.count.add(uint(addrs>>32), r)
+	return r.Verdict(), r
+}
+
+// in4Probe goes on with the IPv4 fast path's lookup past a home slot i
+// whose word w is neither empty nor tagged for the flow; the caller counts
+// the packet.
+func (f *Filter) in4Probe(addrs uint64, ports uint32, tcpFlags uint8, meta, h, i, w uint64, now Instant) Reason {
 	ft := &f.flows
 	i, w, missing := ft.probe(i, w, slotTag(h))
 	if w != 0 {
@@ -211,8 +219,7 @@ func (f *Filter) in4Probe(addrs uint64, ports uint32, tcpFlags uint8, meta, h, i
 		if e.key[4].Load() == meta && e.key[1].Load() == addrs {
 			st, seen := e.state.Load(), e.seen.Load()
 			if ft.index[i].Load() == w && passesIn(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
-				f.count.add(uint(addrs>>32), AcceptEstablished)
-				return Accept, AcceptEstablished
+				return AcceptEstablished
 			}
 		}
 	}
@@ -228,11 +235,11 @@ func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
 	b := pkt
 	// As in RunInAt.
 	if len(b) < 28 || b[0] != 0x45 {
-		return f.outOther(b, now)
+		return f.outOtherc(b, now)
 	}
 	total := int(binary.BigEndian.Uint16(b[2:]))
 	if total > len(b) || binary.BigEndian.Uint16(b[6:])&0x3fff != 0 {
-		return f.outOther(b, now)
+		return f.outOtherc(b, now)
 	}
 	proto := b[9]
 	var tcpFlags uint8
@@ -240,17 +247,17 @@ func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
 	switch proto {
 	case protoTCP:
 		if total < 40 || uint(int(b[32]>>2&^3)-20) > uint(total-40) {
-			return f.outOther(b, now)
+			return f.outOtherc(b, now)
 		}
 		tcpFlags = b[33]
 		meta = 4<<40 | protoTCP<<32
 	case protoUDP:
 		if n := int(binary.BigEndian.Uint16(b[24:])); total < 28 || n < 8 || n > total-20 {
-			return f.outOther(b, now)
+			return f.outOtherc(b, now)
 		}
 		meta = 4<<40 | protoUDP<<32
 	default:
-		return f.outOther(b, now)
+		return f.outOtherc(b, now)
 	}
 	addrs := binary.BigEndian.Uint64(b[12:])
 	ports := binary.BigEndian.Uint32(b[20:])
@@ -262,9 +269,9 @@ func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
 	w := ft.index[i].Load()
 	if w>>slotTagShift != slotTag(h) { // as in RunInAt
 		if w == 0 {
-			return f.out4(addrs, ports, tcpFlags, meta, h, true, now)
+			return f.out4c(addrs, ports, tcpFlags, meta, h, true, now)
 		}
-		return f.out4Probe(addrs, ports, tcpFlags, kw, meta, h, i, w, now)
+		return f.out4Probec(addrs, ports, tcpFlags, kw, meta, h, i, w, now)
 	}
 	e := &ft.entries[slotEntryIndex(w)]
 	if e.key[4].Load() == meta && e.key[1].Load() == kw {
@@ -274,11 +281,18 @@ func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
 			return Accept, AcceptOutbound
 		}
 	}
-	return f.out4(addrs, ports, tcpFlags, meta, h, false, now)
+	return f.out4c(addrs, ports, tcpFlags, meta, h, false, now)
 }
 
-// out4Probe is in4Probe for RunOutAt; kw is the flow's key word.
-func (f *Filter) out4Probe(addrs uint64, ports uint32, tcpFlags uint8, kw, meta, h, i, w uint64, now Instant) (Verdict, Reason) {
+// out4Probec is out4Probe for RunOutAt: it also counts the packet.
+func (f *Filter) out4Probec(addrs uint64, ports uint32, tcpFlags uint8, kw, meta, h, i, w uint64, now Instant) (Verdict, Reason) {
+	r := f.out4Probe(addrs, ports, tcpFlags, kw, meta, h, i, w, now)
+	f.count.add(uint(addrs), r)
+	return r.Verdict(), r
+}
+
+// out4Probe is in4Probe for outbound packets; kw is the flow's key word.
+func (f *Filter) out4Probe(addrs uint64, ports uint32, tcpFlags uint8, kw, meta, h, i, w uint64, now Instant) Reason {
 	ft := &f.flows
 	i, w, missing := ft.probe(i, w, slotTag(h))
 	if w != 0 {
@@ -286,8 +300,7 @@ func (f *Filter) out4Probe(addrs uint64, ports uint32, tcpFlags uint8, kw, meta,
 		if e.key[4].Load() == meta && e.key[1].Load() == kw {
 			st, seen := e.state.Load(), e.seen.Load()
 			if ft.index[i].Load() == w && passesOut(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
-				f.count.add(uint(addrs), AcceptOutbound)
-				return Accept, AcceptOutbound
+				return AcceptOutbound
 			}
 		}
 	}

@@ -133,6 +133,18 @@ type counters [numReasons][counterStripes]struct {
 // fast path uses the remote address alone; only the spreading matters.)
 func stripeOf(p *packet) uint { return uint(p.src.lo ^ p.dst.lo) }
 
+// stripeOfBytes picks a stripe for packet b from a byte of its source
+// address (IPv4 or IPv6), or 0 if b is too short to hold one.
+func stripeOfBytes(b []byte) uint {
+	if len(b) >= 24 && b[0]>>4 == 6 {
+		return uint(b[23])
+	}
+	if len(b) >= 16 {
+		return uint(b[15])
+	}
+	return 0
+}
+
 // add counts one packet with reason r in stripe stripe (mod counterStripes).
 func (c *counters) add(stripe uint, r Reason) { c[r][stripe%counterStripes].n.Add(1) }
 

@@ -67,6 +67,10 @@ func serveFlags() (*flag.FlagSet, *flagValues) {
 	fs.BoolVar(&v.console, "console", true, "serve the web console at /console (--console=false turns it off)")
 	fs.DurationVar(&v.consoleLifetime, "console-session-lifetime", 12*time.Hour, "absolute lifetime of a web console session")
 	fs.DurationVar(&v.consoleIdle, "console-idle-timeout", time.Hour, "a web console session unused this long ends")
+	fs.StringVar(&v.consoleOIDCIssuer, "console-oidc-issuer", "", "OpenID Connect issuer `URL` (https) for web console sign-in; accounts are bound to its subjects on the Users page")
+	fs.StringVar(&v.consoleOIDCClientID, "console-oidc-client-id", "", "the console's client `ID` at the OIDC issuer")
+	fs.StringVar(&v.consoleOIDCSecretFile, "console-oidc-client-secret-file", "", "`FILE` holding the console's OIDC client secret (for confidential clients)")
+	fs.StringVar(&v.consoleOIDCRedirect, "console-oidc-redirect-url", "", "callback `URL` registered at the issuer (default https://HOST/console/oidc/callback, HOST as the browser sent it)")
 	fs.Var(&v.consoleHosts, "console-host", "extra host `NAME` the web console answers to (a reverse proxy's), besides the TLS certificate's names and IPs (repeatable or comma list)")
 	return fs, v
 }
@@ -84,6 +88,8 @@ type flagValues struct {
 	console                                            bool // web console (issue 6)
 	consoleLifetime, consoleIdle                       time.Duration
 	consoleHosts                                       nameList
+	consoleOIDCIssuer, consoleOIDCClientID             string
+	consoleOIDCSecretFile, consoleOIDCRedirect         string
 }
 
 // rateFlags are the rate limit flag pairs: --NAME-rate-PER and
@@ -207,6 +213,14 @@ func parseServe(args []string) (serveOptions, error) {
 			opts.cfg.Console.IdleTimeout = v.consoleIdle
 		case "console-host":
 			opts.cfg.Console.Hosts = v.consoleHosts
+		case "console-oidc-issuer":
+			opts.cfg.Console.OIDCIssuer = v.consoleOIDCIssuer
+		case "console-oidc-client-id":
+			opts.cfg.Console.OIDCClientID = v.consoleOIDCClientID
+		case "console-oidc-client-secret-file":
+			opts.cfg.Console.OIDCClientSecretFile = v.consoleOIDCSecretFile
+		case "console-oidc-redirect-url":
+			opts.cfg.Console.OIDCRedirectURL = v.consoleOIDCRedirect
 		}
 		for i, r := range rateFlags {
 			switch f.Name {
@@ -253,6 +267,10 @@ type fileConfig struct {
 	ConsoleSessionLifetime *string         `json:"console-session-lifetime"`
 	ConsoleIdleTimeout     *string         `json:"console-idle-timeout"`
 	ConsoleHost            json.RawMessage `json:"console-host"` // like server-name
+	ConsoleOIDCIssuer      *string         `json:"console-oidc-issuer"`
+	ConsoleOIDCClientID    *string         `json:"console-oidc-client-id"`
+	ConsoleOIDCSecretFile  *string         `json:"console-oidc-client-secret-file"`
+	ConsoleOIDCRedirectURL *string         `json:"console-oidc-redirect-url"`
 }
 
 // applyFile applies the options in a JSON or HuJSON file to cfg.
@@ -282,6 +300,10 @@ func applyFile(cfg *coordinator.Config, level *string, path string) error {
 	set(&cfg.TrustDomain, fc.TrustDomain)
 	set(level, fc.LogLevel)
 	set(&cfg.OIDCCAFile, fc.OIDCCAFile)
+	set(&cfg.Console.OIDCIssuer, fc.ConsoleOIDCIssuer)
+	set(&cfg.Console.OIDCClientID, fc.ConsoleOIDCClientID)
+	set(&cfg.Console.OIDCClientSecretFile, fc.ConsoleOIDCSecretFile)
+	set(&cfg.Console.OIDCRedirectURL, fc.ConsoleOIDCRedirectURL)
 	if fc.FlowMaxRecords != nil {
 		cfg.FlowMaxRecords = *fc.FlowMaxRecords
 	}

@@ -46,3 +46,33 @@ func TestConsoleOptionsFromFlagsAndFile(t *testing.T) {
 		})
 	}
 }
+
+// Console OIDC sign-in is configured by flags (or the file); incomplete
+// or insecure settings are refused with one line.
+func TestConsoleOIDCOptions(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok := []string{"--console-oidc-issuer", "https://idp.example.com", "--console-oidc-client-id", "latch",
+		"--console-oidc-client-secret-file", secret, "--console-oidc-redirect-url", "https://latch.example.com/console/oidc/callback"}
+	opts, err := parseServe(ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := opts.cfg.Console; c.OIDCIssuer != "https://idp.example.com" || c.OIDCClientID != "latch" || c.OIDCClientSecretFile != secret ||
+		c.OIDCRedirectURL != "https://latch.example.com/console/oidc/callback" {
+		t.Errorf("console config %+v", c)
+	}
+	for _, bad := range [][]string{
+		{"--console-oidc-issuer", "https://idp.example.com"},
+		{"--console-oidc-client-id", "latch"},
+		{"--console-oidc-issuer", "http://idp.example.com", "--console-oidc-client-id", "latch"},
+		{"--console-oidc-client-secret-file", secret},
+		{"--console-oidc-issuer", "https://idp.example.com", "--console-oidc-client-id", "latch", "--console-oidc-redirect-url", "https://latch.example.com/elsewhere"},
+	} {
+		if _, err := parseServe(bad); err == nil {
+			t.Errorf("parseServe(%q) accepted", bad)
+		}
+	}
+}

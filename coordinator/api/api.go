@@ -146,6 +146,7 @@ func New(cfg Config) *Server {
 	s.route(wire.PathPolicyVersions, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeNodesRead, s.handleListPolicies)})
 	s.route(wire.PathPolicyVersions+"/{v}", map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeNodesRead, s.handleGetPolicyVersion)})
 	s.route(wire.PathPolicyVersions+"/{v}/restore", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopePolicyWrite, s.handleRestorePolicy)})
+	s.route(wire.PathPolicyPairs, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeNodesRead, s.handlePolicyPairs)}) // pairs.go (console)
 	s.route(wire.PathAccess, map[string]http.HandlerFunc{http.MethodGet: s.admin(wire.ScopeAccessApprove, s.handleListAccess)})
 	s.route(wire.PathAccess+"/{id}/approve", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeAccessApprove, s.handleApproveAccess)})
 	s.route(wire.PathAccess+"/{id}/deny", map[string]http.HandlerFunc{http.MethodPost: s.admin(wire.ScopeAccessApprove, s.handleDenyAccess)})

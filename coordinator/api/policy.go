@@ -215,6 +215,14 @@ func (s *Server) savePolicy(w http.ResponseWriter, r *http.Request, req wire.Set
 // next gains and loses on nodes. It compiles prev once and lets the
 // compiler diff next against it, which never holds every pair in memory.
 func policyDiff(prev, next *policy.Policy, nodes []store.Node) (gained, lost []compile.Pair) {
+	return inventoryCompiler(prev, nodes).DiffPolicy(next)
+}
+
+// inventoryCompiler returns a compiler holding nodes (less the expired
+// ones, which the compiler never sees) under p (nil: no policy). The
+// dry-run preview and the pairs listing both start from it, so they
+// cannot disagree.
+func inventoryCompiler(p *policy.Policy, nodes []store.Node) *compile.Compiler {
 	c := compile.New(nil)
 	for _, n := range nodes {
 		w := n.Wire()
@@ -224,8 +232,8 @@ func policyDiff(prev, next *policy.Policy, nodes []store.Node) (gained, lost []c
 		c.Upsert(compile.Node{ID: n.ID, Name: n.Name, Tags: n.Tags, Owner: n.PolicyOwner(), Addresses: w.Addresses,
 			Posture: n.Posture.Attrs(), Quarantined: n.Quarantined})
 	}
-	c.SetPolicy(prev)
-	return c.DiffPolicy(next)
+	c.SetPolicy(p)
+	return c
 }
 
 // decodeOptional is decode for a body that may be absent: an empty body

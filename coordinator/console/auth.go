@@ -41,6 +41,9 @@ func (c *Console) routes() {
 	m.HandleFunc("POST "+Prefix+"/setup", c.handleSetup)
 	m.HandleFunc("GET "+Prefix+"/login", c.handleLoginForm)
 	m.HandleFunc("POST "+Prefix+"/login", c.handleLogin)
+	m.HandleFunc("GET "+Prefix+"/login/oidc", c.handleOIDCStart) // oidc.go
+	m.HandleFunc("GET "+oidcCallback, c.handleOIDCCallback)      // oidc.go
+	m.HandleFunc("POST "+Prefix+"/users/{name}/oidc", c.authed(c.handleUserOIDC))
 	m.HandleFunc("POST "+Prefix+"/logout", c.authed(c.handleLogout))
 	m.HandleFunc("GET "+Prefix+"/{$}", c.authed(c.handleOverview))
 	m.HandleFunc("GET "+Prefix+"/nodes", c.authed(c.handleNodes))
@@ -132,6 +135,8 @@ func (c *Console) tooMany(w http.ResponseWriter, r *http.Request, page string, v
 
 type loginData struct {
 	Username string
+	// OIDC offers sign-in with the identity provider.
+	OIDC bool
 }
 
 func (c *Console) handleLoginForm(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +150,7 @@ func (c *Console) handleLoginForm(w http.ResponseWriter, r *http.Request) {
 	}
 	v := newView(r, nil, "Sign in", "")
 	v.CSRF = preToken(w, r)
-	v.D = loginData{}
+	v.D = loginData{OIDC: c.oidc != nil}
 	c.render(w, http.StatusOK, "login", v)
 }
 
@@ -158,7 +163,7 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	user := strings.TrimSpace(r.PostFormValue("username"))
 	pw := r.PostFormValue("password")
-	v.D = loginData{Username: user}
+	v.D = loginData{Username: user, OIDC: c.oidc != nil}
 	ip := sourceIP(r)
 	if ok, retry := c.loginIP.Check(ip); !ok {
 		c.tooMany(w, r, "login", v, ratelimit.RetryAfter(retry))
@@ -187,6 +192,8 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err != nil:
 			reason = "unknown user"
+		case hash == noPasswordHash:
+			reason = "account signs in with OIDC only"
 		case herr != nil:
 			reason = "unreadable stored hash"
 		case match && acct.Disabled:
@@ -200,7 +207,7 @@ func (c *Console) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	actx := audit.With(ctx, audit.Entry{Actor: acct.Username, Action: AuditLogin, Target: "console",
-		Summary: map[string]any{"remote": ip, "role": acct.Role}})
+		Summary: map[string]any{"remote": ip, "role": acct.Role, "method": "password"}})
 	if err := c.newSession(actx, w, acct.Username); err != nil {
 		c.log.Error("console: creating session", logErr, err)
 		plainError(w, http.StatusInternalServerError, "internal error")

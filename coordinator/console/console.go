@@ -93,6 +93,9 @@ type Config struct {
 	// Now defaults to time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
+	// OIDC, when set, adds sign-in with an OpenID Connect provider
+	// (oidc.go); nil offers local accounts only.
+	OIDC *OIDCConfig
 }
 
 // Console serves the web console. Close ends its live-update streams.
@@ -105,6 +108,7 @@ type Console struct {
 	static  http.Handler
 	loginIP *ratelimit.Limiter
 	loginU  *ratelimit.Limiter
+	oidc    *oidcLogin // nil without Config.OIDC
 
 	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -160,6 +164,12 @@ func New(cfg Config) (*Console, error) {
 	}
 	if len(c.hosts) == 0 {
 		return nil, errors.New("console: at least one allowed host name is required")
+	}
+	if o := cfg.OIDC; o != nil {
+		if o.Issuer == "" || o.ClientID == "" {
+			return nil, errors.New("console: OIDC sign-in needs an issuer and a client ID")
+		}
+		c.oidc = &oidcLogin{cfg: *o}
 	}
 	var err error
 	if c.pages, err = parsePages(); err != nil {

@@ -22,6 +22,8 @@ type liveNode struct {
 	LastSeen    string   `json:"last_seen"`
 	Quarantined bool     `json:"quarantined"`
 	Expired     bool     `json:"expired"`
+	// Posture is the reported posture's attributes (empty if none).
+	Posture map[string]string `json:"posture"`
 }
 
 type liveRequest struct {
@@ -121,7 +123,10 @@ func (c *Console) liveNodes(ctx context.Context, r *http.Request, s *session) ([
 	out := make([]liveNode, 0, len(nodes))
 	for _, n := range nodes {
 		ln := liveNode{ID: string(n.ID), Name: n.Name, Online: n.Online, Quarantined: n.Quarantined, Expired: n.Expired,
-			Tags: []string{}, Addresses: []string{}, LastSeen: "never"}
+			Tags: []string{}, Addresses: []string{}, LastSeen: "never", Posture: n.Posture.Attrs()}
+		if ln.Posture == nil {
+			ln.Posture = map[string]string{}
+		}
 		for _, t := range n.Tags {
 			ln.Tags = append(ln.Tags, string(t))
 		}

@@ -83,13 +83,37 @@ func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request, s *sess
 type nodesData struct {
 	Nodes []wire.NodeInfo
 	// Filters as given.
-	Q, Tag, Status string
-	Total          int
+	Q, Tag, Status, Posture string
+	Total                   int
+}
+
+// postureMatches reports whether the node's reported posture meets every
+// comma-separated condition of want: "attr=value" (also "attr == value")
+// needs that value, a bare "attr" any value. static/console.js has the
+// same rules.
+func postureMatches(p *wire.Posture, want string) bool {
+	attrs := p.Attrs()
+	for _, cond := range strings.Split(want, ",") {
+		cond = strings.TrimSpace(cond)
+		if cond == "" {
+			continue
+		}
+		k, v, hasV := strings.Cut(strings.Replace(cond, "==", "=", 1), "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		got, ok := attrs[k]
+		if !ok || (hasV && got != v) {
+			return false
+		}
+	}
+	return true
 }
 
 // nodeMatches is the nodes page filter; static/console.js applies the
 // same rules to live updates.
-func nodeMatches(n wire.NodeInfo, q, tag, status string) bool {
+func nodeMatches(n wire.NodeInfo, q, tag, status, posture string) bool {
+	if posture != "" && !postureMatches(n.Posture, posture) {
+		return false
+	}
 	if q != "" {
 		q = strings.ToLower(q)
 		hay := strings.ToLower(n.Name + " " + n.Hostname + " " + string(n.ID))
@@ -119,7 +143,8 @@ func nodeMatches(n wire.NodeInfo, q, tag, status string) bool {
 func (c *Console) handleNodes(w http.ResponseWriter, r *http.Request, s *session) {
 	v := newView(r, s, "Nodes", "nodes")
 	q := r.URL.Query()
-	d := nodesData{Q: strings.TrimSpace(q.Get("q")), Tag: strings.TrimSpace(q.Get("tag")), Status: q.Get("status")}
+	d := nodesData{Q: strings.TrimSpace(q.Get("q")), Tag: strings.TrimSpace(q.Get("tag")), Status: q.Get("status"),
+		Posture: strings.TrimSpace(q.Get("posture"))}
 	v.D = d
 	var nodes []wire.NodeInfo
 	if err := c.call(r.Context(), r, s, http.MethodGet, wire.PathNodes, nil, &nodes); err != nil {
@@ -128,7 +153,7 @@ func (c *Console) handleNodes(w http.ResponseWriter, r *http.Request, s *session
 	}
 	d.Total = len(nodes)
 	for _, n := range nodes {
-		if nodeMatches(n, d.Q, d.Tag, d.Status) {
+		if nodeMatches(n, d.Q, d.Tag, d.Status, d.Posture) {
 			d.Nodes = append(d.Nodes, n)
 		}
 	}
@@ -141,6 +166,30 @@ type nodeData struct {
 	// Confirm names an action awaiting confirmation (revoke, delete).
 	Confirm string
 	Now     time.Time
+	// Reaches and ReachedBy are the node's pairs under the current
+	// policy, one per peer with its ports (Src or Dst is the node);
+	// PairsShown is false where they were not read (forms, errors).
+	Reaches, ReachedBy []topoEdge
+	PairsShown         bool
+}
+
+// nodePairs reads the pairs with the node named name at either end and
+// splits them into those it opens and those it receives.
+func (c *Console) nodePairs(r *http.Request, s *session, name string) (reaches, reachedBy []topoEdge, err error) {
+	var pp wire.PolicyPairs
+	if err := c.call(r.Context(), r, s, http.MethodGet, wire.PathPolicyPairs+"?node="+url.QueryEscape(name), nil, &pp); err != nil {
+		return nil, nil, err
+	}
+	_, edges, _ := layout(nil, pp.Pairs)
+	for _, e := range edges {
+		if e.Src == name {
+			reaches = append(reaches, e)
+		}
+		if e.Dst == name {
+			reachedBy = append(reachedBy, e)
+		}
+	}
+	return reaches, reachedBy, nil
 }
 
 func (c *Console) handleNode(w http.ResponseWriter, r *http.Request, s *session) {
@@ -152,7 +201,13 @@ func (c *Console) handleNode(w http.ResponseWriter, r *http.Request, s *session)
 		return
 	}
 	v.Title = "Node " + n.Name
-	v.D = nodeData{N: n, Now: c.cfg.Now()}
+	d := nodeData{N: n, Now: c.cfg.Now(), PairsShown: true}
+	var err error
+	if d.Reaches, d.ReachedBy, err = c.nodePairs(r, s, n.Name); err != nil {
+		c.fail(w, r, "node", v, err)
+		return
+	}
+	v.D = d
 	c.render(w, http.StatusOK, "node", v)
 }
 

@@ -91,3 +91,7 @@ func verifyPassword(encoded, pw string) (bool, error) {
 	got := argon2.IDKey([]byte(pw), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
+
+// noPasswordHash is the stored hash of an account that signs in only with
+// the OIDC provider: it is not a PHC string, so no password matches it.
+const noPasswordHash = "!oidc-only"

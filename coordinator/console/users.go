@@ -14,6 +14,10 @@ import (
 type usersData struct {
 	Accounts []store.ConsoleAccount
 	Roles    []string
+	// OIDCIssuer is the configured provider ("" without OIDC sign-in);
+	// Bindings maps user names to their OIDC identity.
+	OIDCIssuer string
+	Bindings   map[string]store.ConsoleOIDCBinding
 }
 
 // Console accounts are the console's own data: only owners see or change
@@ -30,7 +34,19 @@ func (c *Console) usersPage(w http.ResponseWriter, r *http.Request, s *session, 
 		c.fail(w, r, "users", v, err)
 		return
 	}
-	v.D = usersData{Accounts: accts, Roles: roles}
+	d := usersData{Accounts: accts, Roles: roles, Bindings: map[string]store.ConsoleOIDCBinding{}}
+	if c.oidc != nil {
+		d.OIDCIssuer = c.oidc.cfg.Issuer
+	}
+	bs, err := c.cfg.Store.ConsoleOIDCBindings(r.Context())
+	if err != nil {
+		c.fail(w, r, "users", v, err)
+		return
+	}
+	for _, b := range bs {
+		d.Bindings[b.Username] = b
+	}
+	v.D = d
 	v.Error = errMsg
 	c.render(w, status, "users", v)
 }
@@ -50,18 +66,45 @@ func (c *Console) handleCreateUser(w http.ResponseWriter, r *http.Request, s *se
 		c.usersPage(w, r, s, http.StatusBadRequest, "role: want owner, admin, approver or auditor")
 		return
 	}
-	if msg := checkNewAccount(user, r.PostFormValue("password"), r.PostFormValue("password2")); msg != "" {
-		c.usersPage(w, r, s, http.StatusBadRequest, msg)
+	// An account may sign in with the identity provider only: a subject
+	// and no password.
+	subject := strings.TrimSpace(r.PostFormValue("oidc_subject"))
+	pw, pw2 := r.PostFormValue("password"), r.PostFormValue("password2")
+	var hash string
+	switch {
+	case subject != "" && c.oidc == nil:
+		c.usersPage(w, r, s, http.StatusBadRequest, "OIDC sign-in is not configured (--console-oidc-issuer)")
 		return
+	case subject != "" && pw == "" && pw2 == "":
+		if !validUsername.MatchString(user) {
+			c.usersPage(w, r, s, http.StatusBadRequest, "the user name must be 1 to 64 letters, digits or . _ @ + - (starting with a letter or digit)")
+			return
+		}
+		hash = noPasswordHash
+	default:
+		if msg := checkNewAccount(user, pw, pw2); msg != "" {
+			c.usersPage(w, r, s, http.StatusBadRequest, msg)
+			return
+		}
+		var err error
+		if hash, err = hashPassword(pw); err != nil {
+			c.usersPage(w, r, s, http.StatusInternalServerError, "internal error")
+			return
+		}
 	}
-	hash, err := hashPassword(r.PostFormValue("password"))
-	if err != nil {
-		c.usersPage(w, r, s, http.StatusInternalServerError, "internal error")
-		return
+	if subject != "" {
+		if _, err := c.cfg.Store.ConsoleAccountByOIDC(r.Context(), c.oidc.cfg.Issuer, subject); !errors.Is(err, store.ErrNotFound) {
+			c.usersPage(w, r, s, http.StatusConflict, "this OIDC subject is bound to another account")
+			return
+		}
+	}
+	summary := map[string]any{"role": role}
+	if subject != "" {
+		summary["oidc_issuer"], summary["oidc_subject"] = c.oidc.cfg.Issuer, subject
 	}
 	ctx := audit.With(r.Context(), audit.Entry{Actor: s.user, Action: AuditAccountCreate, Target: "console:user:" + user,
-		Summary: map[string]any{"role": role}})
-	err = c.cfg.Store.CreateConsoleAccount(ctx, store.ConsoleAccount{Username: user, Hash: hash, Role: role, Created: c.cfg.Now()})
+		Summary: summary})
+	err := c.cfg.Store.CreateConsoleAccount(ctx, store.ConsoleAccount{Username: user, Hash: hash, Role: role, Created: c.cfg.Now()})
 	if errors.Is(err, store.ErrAlreadyExists) {
 		c.usersPage(w, r, s, http.StatusConflict, "an account named "+user+" exists")
 		return
@@ -69,6 +112,14 @@ func (c *Console) handleCreateUser(w http.ResponseWriter, r *http.Request, s *se
 	if err != nil {
 		c.usersPage(w, r, s, http.StatusInternalServerError, "internal error")
 		return
+	}
+	if subject != "" {
+		// Audited with the creation above.
+		err := c.cfg.Store.BindConsoleOIDC(r.Context(), store.ConsoleOIDCBinding{Issuer: c.oidc.cfg.Issuer, Subject: subject, Username: user, Created: c.cfg.Now()})
+		if err != nil {
+			c.usersPage(w, r, s, http.StatusConflict, "the account was created but not bound: "+err.Error())
+			return
+		}
 	}
 	redirect(w, r, Prefix+"/users", "user-created")
 }
@@ -178,4 +229,41 @@ func (c *Console) handleChangePassword(w http.ResponseWriter, r *http.Request, s
 		return
 	}
 	redirect(w, r, Prefix+"/account", "password-changed")
+}
+
+// handleUserOIDC binds an account to a subject of the configured OIDC
+// provider, or with an empty subject removes its binding (owners only).
+func (c *Console) handleUserOIDC(w http.ResponseWriter, r *http.Request, s *session) {
+	if s.role != store.RoleOwner {
+		c.usersPage(w, r, s, http.StatusForbidden, "")
+		return
+	}
+	if c.oidc == nil {
+		c.usersPage(w, r, s, http.StatusBadRequest, "OIDC sign-in is not configured (--console-oidc-issuer)")
+		return
+	}
+	name := r.PathValue("name")
+	subject := strings.TrimSpace(r.PostFormValue("subject"))
+	if len(subject) > 255 {
+		c.usersPage(w, r, s, http.StatusBadRequest, "the subject is longer than 255 characters")
+		return
+	}
+	ctx := audit.With(r.Context(), audit.Entry{Actor: s.user, Action: AuditAccountChange, Target: "console:user:" + name,
+		Summary: map[string]any{"oidc_issuer": c.oidc.cfg.Issuer, "oidc_subject": subject}})
+	var err error
+	if subject == "" {
+		err = c.cfg.Store.UnbindConsoleOIDC(ctx, name)
+	} else {
+		err = c.cfg.Store.BindConsoleOIDC(ctx, store.ConsoleOIDCBinding{Issuer: c.oidc.cfg.Issuer, Subject: subject, Username: name, Created: c.cfg.Now()})
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		c.usersPage(w, r, s, http.StatusNotFound, "no account "+name+" (or it has no binding)")
+	case errors.Is(err, store.ErrAlreadyExists):
+		c.usersPage(w, r, s, http.StatusConflict, "this OIDC subject is bound to another account")
+	case err != nil:
+		c.usersPage(w, r, s, http.StatusInternalServerError, "internal error")
+	default:
+		redirect(w, r, Prefix+"/users", "user-changed")
+	}
 }

@@ -305,6 +305,19 @@ type Store interface {
 	// PruneConsoleSessions deletes sessions that expired by expiresBefore
 	// or were last seen by seenBefore, and returns how many.
 	PruneConsoleSessions(ctx context.Context, expiresBefore, seenBefore time.Time) (int64, error)
+	// BindConsoleOIDC binds b's issuer and subject to the account
+	// b.Username, replacing the account's earlier binding: ErrNotFound if
+	// the account does not exist, ErrAlreadyExists if the identity is
+	// bound to another account. (console_oidc.go)
+	BindConsoleOIDC(ctx context.Context, b ConsoleOIDCBinding) error
+	// UnbindConsoleOIDC removes the account's binding; ErrNotFound if it
+	// has none.
+	UnbindConsoleOIDC(ctx context.Context, username string) error
+	// ConsoleAccountByOIDC returns the account bound to issuer and
+	// subject (compared exactly), or ErrNotFound.
+	ConsoleAccountByOIDC(ctx context.Context, issuer, subject string) (ConsoleAccount, error)
+	// ConsoleOIDCBindings lists every binding by user name.
+	ConsoleOIDCBindings(ctx context.Context) ([]ConsoleOIDCBinding, error)
 	// (end of console methods)
 
 	// Check runs the database's integrity and foreign-key checks.

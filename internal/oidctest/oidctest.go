@@ -77,6 +77,7 @@ type Issuer struct {
 	keys    []*key     // published in the JWKS; keys[0] signs by default
 	stray   map[string]*key
 	fetches int // JWKS fetches served
+	code    codeFlow
 }
 
 // key is one signing key.
@@ -127,6 +128,8 @@ func Start(o Options) (*Issuer, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", i.serveDiscovery)
 	mux.HandleFunc("GET /jwks", i.serveJWKS)
+	mux.HandleFunc("GET /authorize", i.serveAuthorize) // code.go
+	mux.HandleFunc("POST /token", i.serveToken)        // code.go
 	i.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -147,7 +150,9 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 		"jwks_uri":                              i.jwksURL,
 		"authorization_endpoint":                i.URL + "/authorize",
 		"token_endpoint":                        i.URL + "/token",
-		"response_types_supported":              []string{"id_token"},
+		"response_types_supported":              []string{"code", "id_token"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{RS256, ES256},
 	})

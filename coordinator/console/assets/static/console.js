@@ -14,8 +14,22 @@
     if (e) e.textContent = v;
   }
 
-  // Nodes: the same filter as the server's nodeMatches.
-  function matches(n, q, tag, status) {
+  // Nodes: the same filter as the server's nodeMatches and postureMatches.
+  function postureOK(p, want) {
+    var conds = want.split(",");
+    for (var i = 0; i < conds.length; i++) {
+      var c = conds[i].trim();
+      if (!c) continue;
+      c = c.replace("==", "=");
+      var at = c.indexOf("=");
+      var k = (at < 0 ? c : c.slice(0, at)).trim();
+      if (!Object.prototype.hasOwnProperty.call(p, k)) return false;
+      if (at >= 0 && p[k] !== c.slice(at + 1).trim()) return false;
+    }
+    return true;
+  }
+  function matches(n, q, tag, status, posture) {
+    if (posture && !postureOK(n.posture || {}, posture)) return false;
     if (q) {
       var hay = (n.name + " " + n.id + " " + n.addresses.join(" ")).toLowerCase();
       if (hay.indexOf(q.toLowerCase()) < 0) return false;
@@ -48,11 +62,11 @@
     if (!body) return;
     var known = {};
     body.querySelectorAll("tr[data-node-id]").forEach(function (tr) { known[tr.getAttribute("data-node-id")] = true; });
-    var q = value("f-q"), tag = value("f-tag"), status = value("f-status");
+    var q = value("f-q"), tag = value("f-tag"), status = value("f-status"), posture = value("f-posture");
     var shown = 0;
     var frag = document.createDocumentFragment();
     nodes.forEach(function (n) {
-      if (!matches(n, q, tag, status)) return;
+      if (!matches(n, q, tag, status, posture)) return;
       shown++;
       var tr = el("tr", { "data-node-id": n.id });
       if (!known[n.id]) tr.className = "fresh";
