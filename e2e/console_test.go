@@ -299,6 +299,14 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Policy: an invalid one shows its error at line 3; a valid one saves
 	// with the pairs it gains.
 	run("opening policy", chromedp.Navigate(base+"/policy"), chromedp.WaitVisible(chromedp.CSS("#policy-source")))
+	// As it is typed, the editor checks the policy with the API's dry run.
+	run("typing an invalid policy",
+		chromedp.SetValue(chromedp.CSS("#policy-source"), consolePolicyInvalid),
+		chromedp.SendKeys(chromedp.CSS("#policy-source"), " "),
+		chromedp.WaitVisible(chromedp.CSS("#policy-live.live-error")))
+	if got := text("#policy-live"); !strings.Contains(got, "line 3") {
+		t.Fatalf("live check %q does not name line 3", got)
+	}
 	run("checking an invalid policy",
 		chromedp.SetValue(chromedp.CSS("#policy-source"), consolePolicyInvalid),
 		chromedp.Click(chromedp.CSS("#policy-check")),

@@ -56,6 +56,7 @@ func (c *Console) routes() {
 	m.HandleFunc("POST "+Prefix+"/tokens/{id}/revoke", c.authed(c.handleRevokeToken))
 	m.HandleFunc("GET "+Prefix+"/policy", c.authed(c.handlePolicy))
 	m.HandleFunc("POST "+Prefix+"/policy", c.authed(c.handleSetPolicy))
+	m.HandleFunc("POST "+Prefix+"/policy/check", c.authed(c.handleCheckPolicy))
 	m.HandleFunc("POST "+Prefix+"/policy/versions/{v}/restore", c.authed(c.handleRestorePolicy))
 	m.HandleFunc("GET "+Prefix+"/access", c.authed(c.handleAccess))
 	m.HandleFunc("POST "+Prefix+"/access/{id}/{action}", c.authed(c.handleAccessAction))

@@ -176,9 +176,36 @@
     ta.setSelectionRange(pos, pos + 1);
   }
 
+  // Check the policy as it is typed: the API's dry run parses it,
+  // validates it and runs its tests; the result shows under the editor.
+  function policyLive() {
+    var ta = document.getElementById("policy-source"), out = document.getElementById("policy-live"),
+      form = document.getElementById("policy-form");
+    if (!ta || !out || !form || ta.readOnly) return;
+    var timer = null, seq = 0;
+    ta.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(function () {
+        var mine = ++seq, body = new URLSearchParams();
+        body.set("csrf", form.querySelector("input[name=csrf]").value);
+        body.set("source", ta.value);
+        fetch("/console/policy/check", { method: "POST", body: body, credentials: "same-origin" })
+          .then(function (r) { return r.json(); })
+          .then(function (c) {
+            if (mine !== seq) return;
+            out.className = c.ok ? "muted live-ok" : "error live-error";
+            out.textContent = c.ok ? "Valid, tests pass: " + c.gained + " pairs gained, " + c.lost + " lost (not saved)."
+              : c.error;
+          })
+          .catch(function () { if (mine === seq) out.textContent = "Could not check the policy."; });
+      }, 500);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     live();
     countdowns();
     policyError();
+    policyLive();
   });
 })();
