@@ -13,6 +13,10 @@ import (
 // WireGuard's 5 s rekey timeout and well over a handshake's round trip.
 const kickDelay = time.Second
 
+// kickAttempts bounds the kicks of one new peer: the lower key kicks at
+// 1, 2, 3 and 4 s, the higher one at 2.5 s, until a handshake completed.
+const kickAttempts = 4
+
 // Why kicks exist: when a policy change makes two nodes peers, both add each
 // other within moments, and each device sends a handshake initiation at once
 // (turning on persistent keepalive sends one). If the two initiations cross,
@@ -21,60 +25,70 @@ const kickDelay = time.Second
 // longer waits for one and is dropped. Both sides now hold only a responder
 // session, which may not send until the initiator does, so nothing moves
 // until the 5 s retransmit timer fires. To break the tie, the side with the
-// lower public key (exactly one of the two) starts a fresh handshake if none
-// completed within kickDelay of adding the peer.
+// lower public key starts a fresh handshake if none completed within
+// kickDelay of adding the peer, and again each kickDelay after (a kick can
+// cross a late initiation too); the side with the higher key kicks once,
+// half-way between two of those, in case its own view is the stuck one.
 
-// kickLater starts a goroutine that, after kickDelay, kicks the handshake
-// with peer if the device has an endpoint for it but no completed
+// kickLater starts a goroutine that kicks the handshake with peer at the
+// times above while the device has an endpoint for it but no completed
 // handshake. Close cancels and waits for it. Called with e.mu held, on an
 // engine with a device.
 func (e *Engine) kickLater(self, peer wire.NodePublic) {
+	first, attempts := kickDelay, kickAttempts
 	if bytes.Compare(self[:], peer[:]) >= 0 {
-		return // the peer's side kicks
+		first, attempts = kickDelay*5/2, 1
 	}
 	e.kicks.Add(1)
 	go func() {
 		defer e.kicks.Done()
-		t := time.NewTimer(kickDelay)
+		t := time.NewTimer(first)
 		defer t.Stop()
-		select {
-		case <-e.stop:
-			return
-		case <-t.C:
+		for range attempts {
+			select {
+			case <-e.stop:
+				return
+			case <-t.C:
+			}
+			if !e.kickIfStuck(peer) {
+				return
+			}
+			t.Reset(kickDelay)
 		}
-		e.kickIfStuck(peer)
 	}()
 }
 
 // kickIfStuck starts a fresh handshake with peer if it has an endpoint and
-// no handshake has completed.
-func (e *Engine) kickIfStuck(peer wire.NodePublic) {
+// no handshake has completed. It reports whether it kicked (so a later
+// kick may still be needed).
+func (e *Engine) kickIfStuck(peer wire.NodePublic) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return
+		return false
 	}
 	d, err := e.wg.Device()
 	if err != nil {
 		e.log.Warn("reading device to check a new peer's handshake", logKeyPeer, peer.ShortString(), "err", err)
-		return
+		return false
 	}
 	for _, p := range d.Peers {
 		if wire.NodePublic(p.PublicKey) != peer {
 			continue
 		}
 		if p.Endpoint == nil || p.LastHandshakeTime.Unix() > 0 {
-			return
+			return false
 		}
 		wp := e.dev.LookupPeer(device.NoisePublicKey(peer))
 		if wp == nil {
-			return
+			return false
 		}
 		e.log.Debug("no handshake with new peer yet; starting a fresh one", logKeyPeer, peer.ShortString())
 		// Forget the half-made handshake (and its rate limit), then send
 		// a keepalive, which needs a session and so initiates one.
 		wp.ExpireCurrentKeypairs()
 		wp.SendKeepalive()
-		return
+		return true
 	}
+	return false
 }
