@@ -1,4 +1,6 @@
-// Package expiry ends nodes whose key expiry passed.
+// Package expiry ends what expires at an instant: nodes whose key expiry
+// passed (Start) and, through StartTask, anything else with a next expiry
+// in the store (package grants uses it for access grants).
 //
 // Agents drop an expired node (and an expired node drops every peer) on
 // their own clock, from wire.Node.KeyExpiry, whatever the coordinator
@@ -50,35 +52,71 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Sweeper expires nodes at their key expiry. Close stops it.
+// Task is what a Sweeper keeps expiring: node keys here, access grants in
+// package grants.
+type Task struct {
+	// What names the things for logs: "node keys".
+	What string
+	// Expire ends everything due at now and reports whether anything was
+	// (the netmap changed).
+	Expire func(ctx context.Context, now time.Time) (bool, error)
+	// Next returns the earliest pending expiry; false if there is none.
+	Next func(ctx context.Context) (time.Time, bool, error)
+}
+
+// Sweeper runs a Task at each next expiry. Close stops it.
 type Sweeper struct {
-	cfg    Config
+	task   Task
+	notify func()
+	clock  clock.Clock
+	log    *slog.Logger
 	kick   chan struct{} // capacity 1: re-read the next expiry
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returns
 }
 
-// Start starts a Sweeper. Nodes already past their expiry are expired at
-// once.
+// Start starts a Sweeper of node key expiries. Nodes already past their
+// expiry are expired at once.
 func Start(cfg Config) *Sweeper {
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Real()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	return StartTask(Task{
+		What: "node keys",
+		Expire: func(ctx context.Context, now time.Time) (bool, error) {
+			expired, err := cfg.Store.ExpireNodes(ctx, now)
+			for _, n := range expired {
+				log.Info("node key expired", logNode, n.ID, "name", n.Name, "key_expiry", n.KeyExpiry)
+			}
+			return len(expired) > 0, err
+		},
+		Next: cfg.Store.NextNodeExpiry,
+	}, cfg.Notify, cfg.Clock, log)
+}
+
+// StartTask starts a Sweeper of t: it runs t.Expire at once and then at
+// each t.Next, calling notify (if set) whenever something expired. clk and
+// log may be nil (the real clock, no logs).
+func StartTask(t Task, notify func(), clk clock.Clock, log *slog.Logger) *Sweeper {
+	if clk == nil {
+		clk = clock.Real()
 	}
-	if cfg.Notify == nil {
-		cfg.Notify = func() {}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if notify == nil {
+		notify = func() {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Sweeper{cfg: cfg, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	s := &Sweeper{task: t, notify: notify, clock: clk, log: log, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
 	go s.run(ctx)
 	return s
 }
 
-// Kick tells the Sweeper that node expiries changed (a node enrolled or
-// an admin set an expiry), so the earliest may be earlier now. It never
-// blocks.
+// Kick tells the Sweeper that expiries changed (a node enrolled, an admin
+// set an expiry, a grant was approved), so the earliest may be earlier
+// now. It never blocks.
 func (s *Sweeper) Kick() {
 	select {
 	case s.kick <- struct{}{}:
@@ -96,7 +134,7 @@ func (s *Sweeper) run(ctx context.Context) {
 	defer close(s.done)
 	for {
 		wake := s.step(ctx)
-		t := s.cfg.Clock.At(wake)
+		t := s.clock.At(wake)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -110,24 +148,21 @@ func (s *Sweeper) run(ctx context.Context) {
 
 // step expires what is due and returns when to look again.
 func (s *Sweeper) step(ctx context.Context) time.Time {
-	now := s.cfg.Clock.Now()
-	expired, err := s.cfg.Store.ExpireNodes(ctx, now)
+	now := s.clock.Now()
+	expired, err := s.task.Expire(ctx, now)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.cfg.Logger.Error("expiring nodes", logErr, err)
+			s.log.Error("expiring "+s.task.What, logErr, err)
 		}
 		return now.Add(retryWait)
 	}
-	for _, n := range expired {
-		s.cfg.Logger.Info("node key expired", logNode, n.ID, "name", n.Name, "key_expiry", n.KeyExpiry)
+	if expired {
+		s.notify()
 	}
-	if len(expired) > 0 {
-		s.cfg.Notify()
-	}
-	next, ok, err := s.cfg.Store.NextNodeExpiry(ctx)
+	next, ok, err := s.task.Next(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.cfg.Logger.Error("reading next node expiry", logErr, err)
+			s.log.Error("reading the next expiry of "+s.task.What, logErr, err)
 		}
 		return now.Add(retryWait)
 	}

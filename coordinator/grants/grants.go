@@ -13,15 +13,9 @@ import (
 	"time"
 
 	"github.com/latchnet/latch/coordinator/clock"
+	"github.com/latchnet/latch/coordinator/expiry"
 	"github.com/latchnet/latch/coordinator/store"
 )
-
-// maxWait bounds one wait, so a wall-clock jump delays expiry by at most
-// this long.
-const maxWait = time.Minute
-
-// retryWait is the pause after a store error.
-const retryWait = time.Second
 
 // Config configures an Expirer.
 type Config struct {
@@ -33,88 +27,26 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Expirer expires grants at their Expires. Close stops it.
-type Expirer struct {
-	cfg    Config
-	kick   chan struct{} // capacity 1: re-read the next expiry
-	cancel context.CancelFunc
-	done   chan struct{} // closed when run returns
-}
+// Expirer expires grants at their Expires: Kick after approving one,
+// Close to stop it.
+type Expirer = expiry.Sweeper
 
 // Start starts an Expirer. Grants already past their expiry are expired
 // at once.
 func Start(cfg Config) *Expirer {
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Real()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Notify == nil {
-		cfg.Notify = func() {}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e := &Expirer{cfg: cfg, kick: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
-	go e.run(ctx)
-	return e
-}
-
-// Kick tells the Expirer that grants changed (one was approved), so the
-// earliest expiry may be earlier now. It never blocks.
-func (e *Expirer) Kick() {
-	select {
-	case e.kick <- struct{}{}:
-	default:
-	}
-}
-
-// Close stops the Expirer and waits for it.
-func (e *Expirer) Close() {
-	e.cancel()
-	<-e.done
-}
-
-func (e *Expirer) run(ctx context.Context) {
-	defer close(e.done)
-	for {
-		wake := e.step(ctx)
-		t := e.cfg.Clock.At(wake)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-e.kick:
-			t.Stop()
-		case <-t.C():
-		}
-	}
-}
-
-// step expires what is due and returns when to look again.
-func (e *Expirer) step(ctx context.Context) time.Time {
-	now := e.cfg.Clock.Now()
-	expired, err := e.cfg.Store.ExpireGrants(ctx, now)
-	if err != nil {
-		if ctx.Err() == nil {
-			e.cfg.Logger.Error("expiring grants", "err", err)
-		}
-		return now.Add(retryWait)
-	}
-	for _, g := range expired {
-		e.cfg.Logger.Info("access grant expired", "grant", g.ID, "node", g.Src, "to", g.To, "expires", g.Expires)
-	}
-	if len(expired) > 0 {
-		e.cfg.Notify()
-	}
-	next, ok, err := e.cfg.Store.NextGrantExpiry(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			e.cfg.Logger.Error("reading next grant expiry", "err", err)
-		}
-		return now.Add(retryWait)
-	}
-	if !ok || next.Sub(now) > maxWait {
-		return now.Add(maxWait)
-	}
-	return next
+	return expiry.StartTask(expiry.Task{
+		What: "access grants",
+		Expire: func(ctx context.Context, now time.Time) (bool, error) {
+			expired, err := cfg.Store.ExpireGrants(ctx, now)
+			for _, g := range expired {
+				log.Info("access grant expired", "grant", g.ID, "node", g.Src, "to", g.To, "expires", g.Expires)
+			}
+			return len(expired) > 0, err
+		},
+		Next: cfg.Store.NextGrantExpiry,
+	}, cfg.Notify, cfg.Clock, log)
 }
