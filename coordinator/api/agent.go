@@ -173,6 +173,19 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("enrollment refused", logKeyID, key.ID, logErr, "key of a revoked node", logRemote, r.RemoteAddr)
 		writeError(w, http.StatusForbidden, "this WireGuard key was revoked (it belonged to a revoked node); the node needs a new key")
 		return
+	default:
+		s.finishEnroll(w, r, n, cert, err, logKeyID, key.ID)
+		return
+	}
+	s.finishEnroll(w, r, n, cert, nil, logKeyID, key.ID)
+}
+
+// finishEnroll ends an enrollment either way: the refusals every kind of
+// enrollment shares for err, or, for a nil err, telling the hub and the
+// expiry sweeper and answering with the node's identity. attrs name the
+// credential in the log line.
+func (s *Server) finishEnroll(w http.ResponseWriter, r *http.Request, n store.Node, cert []byte, err error, attrs ...any) {
+	switch {
 	case errors.Is(err, store.ErrWireGuardKeyInUse):
 		writeError(w, http.StatusConflict, "this WireGuard key already belongs to an enrolled node")
 		return
@@ -180,13 +193,13 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("enrollment refused: overlay address pool exhausted")
 		writeError(w, http.StatusServiceUnavailable, "no free overlay address")
 		return
-	default:
+	case err != nil:
 		s.internalError(w, r, "enrolling node", err)
 		return
 	}
 	s.cfg.Hub.Notify()
 	s.kickNodeExpiry()
-	s.log.Info("node enrolled", logNode, n.ID, logName, n.Name, logKeyID, key.ID, logRemote, r.RemoteAddr)
+	s.log.Info("node enrolled", append([]any{logNode, n.ID, logName, n.Name, logRemote, r.RemoteAddr}, attrs...)...)
 	writeJSON(w, http.StatusOK, wire.EnrollResponse{
 		Node:        n.Wire(),
 		Certificate: cert,

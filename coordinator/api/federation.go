@@ -190,27 +190,11 @@ func (s *Server) enrollFederated(w http.ResponseWriter, r *http.Request, req wir
 	case errors.Is(err, store.ErrNodeKeyRevoked):
 		s.refuseFederated(w, r, &rule, res.Subject, http.StatusForbidden, "this WireGuard key was revoked (it belonged to a revoked node); the node needs a new key")
 		return
-	case errors.Is(err, store.ErrWireGuardKeyInUse):
-		writeError(w, http.StatusConflict, "this WireGuard key already belongs to an enrolled node")
-		return
-	case errors.Is(err, store.ErrAddressPoolExhausted):
-		s.log.Error("enrollment refused: overlay address pool exhausted")
-		writeError(w, http.StatusServiceUnavailable, "no free overlay address")
-		return
 	default:
-		s.internalError(w, r, "enrolling node", err)
+		s.finishEnroll(w, r, n, cert, err, logTrustRule, rule.ID)
 		return
 	}
-	s.cfg.Hub.Notify()
-	s.kickNodeExpiry()
-	s.log.Info("node enrolled", logNode, n.ID, logName, n.Name, logTrustRule, rule.ID, logRemote, r.RemoteAddr)
-	writeJSON(w, http.StatusOK, wire.EnrollResponse{
-		Node:        n.Wire(),
-		Certificate: cert,
-		CA:          s.cfg.CA.Cert().Raw,
-		TrustDomain: s.cfg.CA.TrustDomain(),
-		NetmapKey:   s.cfg.Hub.NetmapKey(),
-	})
+	s.finishEnroll(w, r, n, cert, nil, logTrustRule, rule.ID)
 }
 
 // refuseFederated audits a refused federated enrollment (in a transaction
