@@ -160,17 +160,7 @@ func startPolicyNet(t *testing.T) *policyNet {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, name := range policyHosts {
-		addrs, err := pn.agents[name].OverlayAddrs(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range addrs {
-			if p.Addr().Is4() {
-				pn.v4[name] = p.Addr()
-			} else {
-				pn.v6[name] = p.Addr()
-			}
-		}
+		addrs := pn.recordAddrs(ctx, t, name)
 		if !pn.v4[name].IsValid() || !pn.v6[name].IsValid() {
 			t.Fatalf("%s: overlay addresses %v, want an IPv4 and an IPv6 one", name, addrs)
 		}
@@ -522,4 +512,22 @@ func policyVersion(t *testing.T, pn *policyNet) int {
 		t.Fatal(err)
 	}
 	return info.Version
+}
+
+// recordAddrs reads the overlay addresses of host name's agent into pn.v4
+// and pn.v6 and returns them.
+func (pn *policyNet) recordAddrs(ctx context.Context, t *testing.T, name string) []netip.Prefix {
+	t.Helper()
+	addrs, err := pn.agents[name].OverlayAddrs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range addrs {
+		if p.Addr().Is4() {
+			pn.v4[name] = p.Addr()
+		} else {
+			pn.v6[name] = p.Addr()
+		}
+	}
+	return addrs
 }

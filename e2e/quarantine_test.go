@@ -81,17 +81,7 @@ func startTaggedNet(t *testing.T, policy string, names []string, ports []uint16,
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, name := range names {
-		addrs, err := pn.agents[name].OverlayAddrs(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range addrs {
-			if p.Addr().Is4() {
-				pn.v4[name] = p.Addr()
-			} else {
-				pn.v6[name] = p.Addr()
-			}
-		}
+		pn.recordAddrs(ctx, t, name)
 		st, err := pn.agents[name].Status(ctx)
 		if err != nil || st.Self == nil {
 			t.Fatalf("%s: status %+v: %v", name, st, err)
