@@ -3,6 +3,7 @@ package filter
 import (
 	"encoding/binary"
 	"math/bits"
+	"sync/atomic"
 )
 
 // Batches. The data plane hands the filter up to 128 packets at a time
@@ -77,8 +78,9 @@ func (f *Filter) RunInBatch(bufs [][]byte, offset int, sizes []int, reasons []Re
 		sizes = sizes[:len(bufs)]
 	}
 	ft := &f.flows
+	index, entries, stale := ft.index, ft.entries, now.mono-ft.tick
 	var n batchCounts
-	for x := range bufs {
+	for x, buf := range bufs {
 		// RunInAt's fast path, written out here so that a packet that
 		// passes on it makes no call (a call would spill the loop's
 		// state); kept line for line in step with RunInAt
@@ -90,19 +92,27 @@ func (f *Filter) RunInBatch(bufs [][]byte, offset int, sizes []int, reasons []Re
 			tcpFlags       uint8
 			ports          uint32
 			meta, addrs, h uint64
-			i, w           uint64
+			w              uint64
 			total          int
+			slot           *atomic.Uint64
 			e              *flowEntry
 		)
-		if sizes == nil {
-			b = bufs[x][offset:]
-		} else if sizes[x] > 0 {
-			b = bufs[x][offset : offset+sizes[x]]
-		} else {
-			reasons[x] = reasonNone
-			continue
+		end := len(buf)
+		if sizes != nil {
+			if sizes[x] <= 0 {
+				reasons[x] = reasonNone
+				continue
+			}
+			end = offset + sizes[x]
 		}
-		if len(b) < 28 || b[0] != 0x45 {
+		// The length is checked before slicing, so that the slice needs
+		// no guard against pointing past its array (a packet too short
+		// for this path goes to the general parser, as in RunInAt).
+		if end-offset < 28 {
+			goto other
+		}
+		b = buf[offset:end:end]
+		if b[0] != 0x45 {
 			goto other
 		}
 		total = int(binary.BigEndian.Uint16(b[2:]))
@@ -128,20 +138,23 @@ func (f *Filter) RunInBatch(bufs [][]byte, offset int, sizes []int, reasons []Re
 		ports = binary.BigEndian.Uint32(b[20:])
 		meta |= uint64(bits.RotateLeft32(ports, 16))
 		h = ft.hash4(addrs, meta)
-		i = h & ft.indexMask
-		w = ft.index[i].Load()
+		slot = &index[h&ft.indexMask]
+		w = slot.Load()
 		if w>>slotTagShift != slotTag(h) {
-			if w == 0 {
+			switch {
+			case w != 0:
+				r = f.in4Probe(addrs, ports, tcpFlags, meta, h, h&ft.indexMask, w, now)
+			case tcpFlags&(tcpSYN|tcpACK|tcpRST) == tcpSYN && meta>>32 == 4<<8|protoTCP:
+				r = f.in4SYN(addrs, uint16(ports), h, now)
+			default:
 				r = f.in4(addrs, ports, tcpFlags, meta, h, true, now)
-			} else {
-				r = f.in4Probe(addrs, ports, tcpFlags, meta, h, i, w, now)
 			}
 			goto done
 		}
-		e = &ft.entries[slotEntryIndex(w)]
-		if e.key[4].Load() == meta && e.key[1].Load() == addrs {
+		e = &entries[slotEntryIndex(w)]
+		if e.key[4].Load()^meta|e.key[1].Load()^addrs == 0 {
 			st, seen := e.state.Load(), e.seen.Load()
-			if ft.index[i].Load() == w && passesIn(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
+			if slot.Load() == w && passesIn(st, seen, stale, now, &f.rules, tcpFlags) {
 				r = AcceptEstablished
 				goto done
 			}
@@ -149,7 +162,7 @@ func (f *Filter) RunInBatch(bufs [][]byte, offset int, sizes []int, reasons []Re
 		r = f.in4(addrs, ports, tcpFlags, meta, h, false, now)
 		goto done
 	other:
-		r = f.inOther(b, now)
+		r = f.inOther(buf[offset:end], now)
 	done:
 		reasons[x] = r
 		n[r&15]++
@@ -172,8 +185,9 @@ func (f *Filter) RunOutBatch(bufs [][]byte, offset int, sizes []int, reasons []R
 		sizes = sizes[:len(bufs)]
 	}
 	ft := &f.flows
+	index, entries, stale := ft.index, ft.entries, now.mono-ft.tick
 	var n batchCounts
-	for x := range bufs {
+	for x, buf := range bufs {
 		// RunOutAt's fast path, written out as in RunInBatch.
 		var (
 			b                  []byte
@@ -181,19 +195,24 @@ func (f *Filter) RunOutBatch(bufs [][]byte, offset int, sizes []int, reasons []R
 			tcpFlags           uint8
 			ports              uint32
 			meta, addrs, kw, h uint64
-			i, w               uint64
+			w                  uint64
 			total              int
+			slot               *atomic.Uint64
 			e                  *flowEntry
 		)
-		if sizes == nil {
-			b = bufs[x][offset:]
-		} else if sizes[x] > 0 {
-			b = bufs[x][offset : offset+sizes[x]]
-		} else {
-			reasons[x] = reasonNone
-			continue
+		end := len(buf)
+		if sizes != nil {
+			if sizes[x] <= 0 {
+				reasons[x] = reasonNone
+				continue
+			}
+			end = offset + sizes[x]
 		}
-		if len(b) < 28 || b[0] != 0x45 {
+		if end-offset < 28 {
+			goto other
+		}
+		b = buf[offset:end:end]
+		if b[0] != 0x45 {
 			goto other
 		}
 		total = int(binary.BigEndian.Uint16(b[2:]))
@@ -220,20 +239,20 @@ func (f *Filter) RunOutBatch(bufs [][]byte, offset int, sizes []int, reasons []R
 		kw = bits.RotateLeft64(addrs, 32)
 		meta |= uint64(ports)
 		h = ft.hash4(kw, meta)
-		i = h & ft.indexMask
-		w = ft.index[i].Load()
+		slot = &index[h&ft.indexMask]
+		w = slot.Load()
 		if w>>slotTagShift != slotTag(h) {
 			if w == 0 {
 				r = f.out4(addrs, ports, tcpFlags, meta, h, true, now)
 			} else {
-				r = f.out4Probe(addrs, ports, tcpFlags, kw, meta, h, i, w, now)
+				r = f.out4Probe(addrs, ports, tcpFlags, kw, meta, h, h&ft.indexMask, w, now)
 			}
 			goto done
 		}
-		e = &ft.entries[slotEntryIndex(w)]
-		if e.key[4].Load() == meta && e.key[1].Load() == kw {
+		e = &entries[slotEntryIndex(w)]
+		if e.key[4].Load()^meta|e.key[1].Load()^kw == 0 {
 			st, seen := e.state.Load(), e.seen.Load()
-			if ft.index[i].Load() == w && passesOut(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
+			if slot.Load() == w && passesOut(st, seen, stale, now, &f.rules, tcpFlags) {
 				r = AcceptOutbound
 				goto done
 			}
@@ -241,7 +260,7 @@ func (f *Filter) RunOutBatch(bufs [][]byte, offset int, sizes []int, reasons []R
 		r = f.out4(addrs, ports, tcpFlags, meta, h, false, now)
 		goto done
 	other:
-		r = f.outOther(b, now)
+		r = f.outOther(buf[offset:end], now)
 	done:
 		reasons[x] = r
 		n[r&15]++

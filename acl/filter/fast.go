@@ -149,22 +149,7 @@ func (f *Filter) in4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64,
 		k := flowKey{local: p.dst, remote: p.src, meta: meta}
 		r = f.inKnown(&p, &k, h, unsure, now)
 	case proto == protoTCP && pureSYN(tcpFlags):
-		// A new connection (newInbound's case, written out): its SYN
-		// leaves a note if the rules admit it, and no flow entry. The
-		// note's slot is read first so that, if it is not in the cache,
-		// fetching it overlaps the rule match: the store must wait for
-		// it, and an atomic store lets nothing run on meanwhile.
-		slot := f.half.slot(h)
-		old := slot.Load()
-		r, _ = rs.match4(uint32(addrs>>32), uint32(addrs), proto, uint16(ports), now.wall)
-		if r == AcceptRule {
-			if w := halfOpenNote(h, now.mono); old != w {
-				slot.Store(w)
-			}
-			if f.half.holds(old, h, now.mono) {
-				r = AcceptEstablished // a retransmitted SYN
-			}
-		}
+		r = f.in4SYN(addrs, uint16(ports), h, now)
 	default:
 		// Not in the table: the rules have the last word, and only a
 		// flow they admit is recorded (see newInbound).
@@ -176,6 +161,35 @@ func (f *Filter) in4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64,
 		var insert bool
 		if r, insert = f.newInbound(k, tcpFlags, h, now, rr); insert {
 			r = f.insert4(addrs, ports, tcpFlags, meta, h, now, rs, r, rr, ref)
+		}
+	}
+	return r
+}
+
+// in4SYNc is in4SYN for RunInAt: it also counts the packet.
+func (f *Filter) in4SYNc(addrs uint64, dport uint16, h uint64, now Instant) (Verdict, Reason) {
+	r := f.in4SYN(addrs, dport, h, now)
+	f.count.add(uint(addrs>>32), r)
+	return r.Verdict(), r
+}
+
+// in4SYN decides about the SYN (without ACK or RST) of an inbound IPv4 TCP
+// connection with no flow entry (addresses addrs, destination port dport,
+// flow hash h): newInbound's case of a new connection, written out. The
+// SYN leaves a half-open note if the rules admit it, and no flow entry.
+func (f *Filter) in4SYN(addrs uint64, dport uint16, h uint64, now Instant) Reason {
+	// The note's slot is read first so that, if it is not in the cache,
+	// fetching it overlaps the rule match: the store must wait for it,
+	// and an atomic store lets nothing run on meanwhile.
+	slot := f.half.slot(h)
+	old := slot.Load()
+	r, _ := f.rules.Load().match4(uint32(addrs>>32), uint32(addrs), protoTCP, dport, now.wall)
+	if r == AcceptRule {
+		if w := halfOpenNote(h, now.mono); old != w {
+			slot.Store(w)
+		}
+		if f.half.holds(old, h, now.mono) {
+			r = AcceptEstablished // a retransmitted SYN
 		}
 	}
 	return r

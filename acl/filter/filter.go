@@ -181,19 +181,23 @@ func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
 	// The lookup, written out (see shard.lookup); the home slot first.
 	// An empty home slot proves the flow absent.
 	i := h & ft.indexMask
-	w := ft.index[i].Load()
+	slot := &ft.index[i]
+	w := slot.Load()
 	// Every call below is the last thing RunInAt does, so no value has
 	// to be saved across one: the path that passes touches no stack.
 	if w>>slotTagShift != slotTag(h) { // an empty slot has no tag
 		if w == 0 { // the home slot proves the flow absent
+			if proto == protoTCP && pureSYN(tcpFlags) {
+				return f.in4SYNc(addrs, uint16(ports), h, now)
+			}
 			return f.in4c(addrs, ports, tcpFlags, meta, h, true, now)
 		}
 		return f.in4Probec(addrs, ports, tcpFlags, meta, h, i, w, now)
 	}
 	e := &ft.entries[slotEntryIndex(w)]
-	if e.key[4].Load() == meta && e.key[1].Load() == addrs {
+	if e.key[4].Load()^meta|e.key[1].Load()^addrs == 0 {
 		st, seen := e.state.Load(), e.seen.Load()
-		if ft.index[i].Load() == w && passesIn(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
+		if slot.Load() == w && passesIn(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
 			f.count.add(uint(addrs>>32), AcceptEstablished) // by the remote address
 			return Accept, AcceptEstablished
 		}
@@ -266,7 +270,8 @@ func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
 	ft := &f.flows
 	h := ft.hash4(kw, meta)
 	i := h & ft.indexMask
-	w := ft.index[i].Load()
+	slot := &ft.index[i]
+	w := slot.Load()
 	if w>>slotTagShift != slotTag(h) { // as in RunInAt
 		if w == 0 {
 			return f.out4c(addrs, ports, tcpFlags, meta, h, true, now)
@@ -274,9 +279,9 @@ func (f *Filter) RunOutAt(pkt []byte, now Instant) (Verdict, Reason) {
 		return f.out4Probec(addrs, ports, tcpFlags, kw, meta, h, i, w, now)
 	}
 	e := &ft.entries[slotEntryIndex(w)]
-	if e.key[4].Load() == meta && e.key[1].Load() == kw {
+	if e.key[4].Load()^meta|e.key[1].Load()^kw == 0 {
 		st, seen := e.state.Load(), e.seen.Load()
-		if ft.index[i].Load() == w && passesOut(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
+		if slot.Load() == w && passesOut(st, seen, now.mono-ft.tick, now, &f.rules, tcpFlags) {
 			f.count.add(uint(addrs), AcceptOutbound) // by the remote address
 			return Accept, AcceptOutbound
 		}
