@@ -145,7 +145,7 @@ func (f *Filter) RunInBatch(bufs [][]byte, offset int, sizes []int, reasons []Re
 			case w != 0:
 				r = f.in4Probe(addrs, ports, tcpFlags, meta, h, h&ft.indexMask, w, now)
 			case tcpFlags&(tcpSYN|tcpACK|tcpRST) == tcpSYN && meta>>32 == 4<<8|protoTCP:
-				r = f.in4SYN(addrs, uint16(ports), h, now)
+				r = f.in4SYN(addrs, uint16(ports), now)
 			default:
 				r = f.in4(addrs, ports, tcpFlags, meta, h, true, now)
 			}

@@ -84,16 +84,15 @@ func BenchmarkRunIn(b *testing.B) {
 	})
 	b.Run("new-flow-1277-prefixes", func(b *testing.B) {
 		// Distinct 5-tuples into a table with room: what a new flow
-		// costs. Every 8192 flows the table (and the half-open notes
-		// their SYNs left) is emptied, off the clock, as if they had
-		// timed out.
+		// costs. Every 8192 flows the table is emptied, off the clock,
+		// as if they had timed out.
 		syns := newFlowSYNs(rules)
 		const perTable = 8192
 		nf := New(Options{})
 		if err := nf.SetRules(rules, self); err != nil {
 			b.Fatal(err)
 		}
-		fresh := func() { nf.flows.removeAll(); nf.half.removeAll() }
+		fresh := nf.flows.removeAll
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
@@ -173,7 +172,7 @@ func BenchmarkRunIn(b *testing.B) {
 		if err := nf.SetRules(rules, self); err != nil {
 			b.Fatal(err)
 		}
-		handshake(b, nf, func() { nf.flows.removeAll(); nf.half.removeAll() })
+		handshake(b, nf, nf.flows.removeAll)
 	})
 	b.Run("new-flow-1277-prefixes-handshake-full-table", func(b *testing.B) {
 		nf := New(Options{})
@@ -254,13 +253,6 @@ func (ft *flowTable) removeAll() {
 			s.removeLocked(s.head)
 		}
 		s.mu.Unlock()
-	}
-}
-
-// removeAll forgets every half-open note, as if each had timed out.
-func (t *halfOpenTable) removeAll() {
-	for i := range t.slots {
-		t.slots[i].Store(0)
 	}
 }
 

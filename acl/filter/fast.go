@@ -11,8 +11,8 @@ import (
 // either passes on one lock-free reading of its flow's entry, writing
 // nothing but its counter, or goes on (in4, out4, inTracked, outTracked) to
 // the rules and the locked table code - except an inbound SYN of a flow the
-// home slot proves absent, which in4 decides with the rules and a half-open
-// note alone, without a lock (halfopen.go). Anything else (ICMP, IP options,
+// home slot proves absent, which in4SYN decides with the rules alone,
+// without a lock or a write (halfopen.go). Anything else (ICMP, IP options,
 // fragments, extension headers, anything malformed) goes to the general
 // parser, which decides about it from scratch.
 //
@@ -149,7 +149,7 @@ func (f *Filter) in4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64,
 		k := flowKey{local: p.dst, remote: p.src, meta: meta}
 		r = f.inKnown(&p, &k, h, unsure, now)
 	case proto == protoTCP && pureSYN(tcpFlags):
-		r = f.in4SYN(addrs, uint16(ports), h, now)
+		r = f.in4SYN(addrs, uint16(ports), now)
 	default:
 		// Not in the table: the rules have the last word, and only a
 		// flow they admit is recorded (see newInbound).
@@ -159,7 +159,7 @@ func (f *Filter) in4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64,
 			k = kindTCP
 		}
 		var insert bool
-		if r, insert = f.newInbound(k, tcpFlags, h, now, rr); insert {
+		if r, insert = newInbound(k, tcpFlags, rr); insert {
 			r = f.insert4(addrs, ports, tcpFlags, meta, h, now, rs, r, rr, ref)
 		}
 	}
@@ -167,31 +167,18 @@ func (f *Filter) in4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uint64,
 }
 
 // in4SYNc is in4SYN for RunInAt: it also counts the packet.
-func (f *Filter) in4SYNc(addrs uint64, dport uint16, h uint64, now Instant) (Verdict, Reason) {
-	r := f.in4SYN(addrs, dport, h, now)
+func (f *Filter) in4SYNc(addrs uint64, dport uint16, now Instant) (Verdict, Reason) {
+	r := f.in4SYN(addrs, dport, now)
 	f.count.add(uint(addrs>>32), r)
 	return r.Verdict(), r
 }
 
 // in4SYN decides about the SYN (without ACK or RST) of an inbound IPv4 TCP
-// connection with no flow entry (addresses addrs, destination port dport,
-// flow hash h): newInbound's case of a new connection, written out. The
-// SYN leaves a half-open note if the rules admit it, and no flow entry.
-func (f *Filter) in4SYN(addrs uint64, dport uint16, h uint64, now Instant) Reason {
-	// The note's slot is read first so that, if it is not in the cache,
-	// fetching it overlaps the rule match: the store must wait for it,
-	// and an atomic store lets nothing run on meanwhile.
-	slot := f.half.slot(h)
-	old := slot.Load()
+// connection with no flow entry (addresses addrs, destination port dport):
+// newInbound's case of a new connection, written out. The rules decide,
+// and nothing is recorded (halfopen.go).
+func (f *Filter) in4SYN(addrs uint64, dport uint16, now Instant) Reason {
 	r, _ := f.rules.Load().match4(uint32(addrs>>32), uint32(addrs), protoTCP, dport, now.wall)
-	if r == AcceptRule {
-		if w := halfOpenNote(h, now.mono); old != w {
-			slot.Store(w)
-		}
-		if f.half.holds(old, h, now.mono) {
-			r = AcceptEstablished // a retransmitted SYN
-		}
-	}
 	return r
 }
 
@@ -206,9 +193,6 @@ func (f *Filter) insert4(addrs uint64, ports uint32, tcpFlags uint8, meta, h uin
 	s.mu.Lock()
 	if ft.findWordsLocked(s, &kw, h, now.mono) < 0 {
 		s.insertWordsLocked(&kw, h, now.mono, mkState(flagInbound|tcpFlagsIn(tcpFlags), ref, rs.gen))
-		if r == AcceptEstablished {
-			f.half.clear(h)
-		}
 		s.mu.Unlock()
 		return r
 	}
@@ -273,7 +257,7 @@ func (f *Filter) inKnown(p *packet, k *flowKey, h uint64, res lookupResult, now 
 	switch res {
 	case absent:
 		rr, ref := rs.match(p.v, p.proto, p.src, p.dst, p.dstPort, now.wall)
-		if r, insert := f.newInbound(p.kind, p.tcpFlags, h, now, rr); !insert {
+		if r, insert := newInbound(p.kind, p.tcpFlags, rr); !insert {
 			// The flow was not in the table when we looked, so the rules
 			// have the last word and nothing needs recording.
 			return r

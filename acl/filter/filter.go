@@ -39,9 +39,6 @@ type Filter struct {
 	// flows is held by value, not behind a pointer: the packet path then
 	// finds the table's fields one load sooner.
 	flows flowTable
-	// half notes inbound TCP connections admitted but not yet answered
-	// (see halfopen.go).
-	half halfOpenTable
 
 	setMu sync.Mutex // serializes SetRules
 	gen   uint64     // guarded by setMu: generation of the newest rule set
@@ -73,7 +70,6 @@ func New(opts Options) *Filter {
 		now:   opts.Now,
 		epoch: opts.Now(),
 		flows: *newFlowTable(opts.FlowCapacity, t),
-		half:  newHalfOpenTable(opts.FlowCapacity, int64(t.TCPTransitory)),
 	}
 	rs, _ := compile(nil, nil)
 	f.gen, rs.gen = 1, 1
@@ -188,7 +184,7 @@ func (f *Filter) RunInAt(pkt []byte, now Instant) (Verdict, Reason) {
 	if w>>slotTagShift != slotTag(h) { // an empty slot has no tag
 		if w == 0 { // the home slot proves the flow absent
 			if proto == protoTCP && pureSYN(tcpFlags) {
-				return f.in4SYNc(addrs, uint16(ports), h, now)
+				return f.in4SYNc(addrs, uint16(ports), now)
 			}
 			return f.in4c(addrs, ports, tcpFlags, meta, h, true, now)
 		}
@@ -363,12 +359,9 @@ func (f *Filter) inLocked(s *shard, k *flowKey, h uint64, p *packet, now Instant
 	if r == reasonNone {
 		r, ref = rs.match(p.v, p.proto, p.src, p.dst, p.dstPort, now.wall)
 	}
-	r, insert := f.newInbound(p.kind, p.tcpFlags, h, now, r)
+	r, insert := newInbound(p.kind, p.tcpFlags, r)
 	if insert {
 		s.insertLocked(k, h, now.mono, mkState(flagInbound|tcpFlagsIn(p.tcpFlags), ref, rs.gen))
-		if r == AcceptEstablished { // a noted connection, now with an entry
-			f.half.clear(h)
-		}
 	}
 	s.mu.Unlock()
 	return r
@@ -487,7 +480,7 @@ func (f *Filter) outKnown(p *packet, k *flowKey, h uint64, res lookupResult, now
 	}
 	switch res {
 	case absent:
-		if (p.kind == kindTCP && !syn && !f.half.has(h, now.mono)) || p.kind == kindEchoReply {
+		if (p.kind == kindTCP && !syn && !synAck(p.tcpFlags)) || p.kind == kindEchoReply {
 			return AcceptOutboundUntracked
 		}
 	}
@@ -529,17 +522,16 @@ func (f *Filter) outLocked(s *shard, k *flowKey, h uint64, p *packet, syn bool, 
 	// exchange the filter never saw start (or forgot) creates nothing, so
 	// this node's replies cannot open a door for a flow that was refused
 	// or revoked.
-	if p.kind == kindTCP && !syn && f.half.has(h, now.mono) {
-		// This node answers a connection whose SYN a rule admitted: the
-		// connection gets its flow entry now, as one the remote side
-		// started, if the current rules still admit it.
+	if p.kind == kindTCP && synAck(p.tcpFlags) {
+		// This node answers a connection's SYN: the connection gets its
+		// flow entry now, as one the remote side started, if the current
+		// rules admit it (halfopen.go).
 		rs := f.rules.Load()
 		r, ref := rs.match(k.v(), k.proto(), k.remote, k.local, k.lport(), now.wall)
 		if r != AcceptRule {
 			return AcceptOutboundUntracked
 		}
 		s.insertLocked(k, h, now.mono, mkState(flagInbound|flagReplied|tcpFlagsOut(p.tcpFlags), ref, rs.gen))
-		f.half.clear(h)
 		return AcceptOutbound
 	}
 	if (p.kind == kindTCP && !syn) || p.kind == kindEchoReply {

@@ -11,7 +11,7 @@ import (
 )
 
 // TestUnansweredSYNMakesNoFlowEntry follows an inbound connection through
-// its handshake: the admitted SYN leaves only a note, this node's SYN-ACK
+// its handshake: the admitted SYN records nothing, this node's SYN-ACK
 // gives the connection its flow entry, and that entry is one the remote
 // side started, so a rule change still stops it.
 func TestUnansweredSYNMakesNoFlowEntry(t *testing.T) {
@@ -21,7 +21,7 @@ func TestUnansweredSYNMakesNoFlowEntry(t *testing.T) {
 			flows := f.Flows()
 			runSteps(t, f, []step{
 				in(tcp(c.peer, c.me, 1000, 22, tcpSYN), AcceptRule),
-				in(tcp(c.peer, c.me, 1000, 22, tcpSYN), AcceptEstablished), // retransmitted
+				in(tcp(c.peer, c.me, 1000, 22, tcpSYN), AcceptRule), // retransmitted
 			})
 			if n := f.Flows(); n != flows {
 				t.Fatalf("flows after an unanswered SYN: %d, want %d", n, flows)
@@ -67,8 +67,8 @@ func TestHalfOpenConnectionFollowsCurrentRules(t *testing.T) {
 			name: "revoked, then the remote side goes on", rules: []wire.FilterRule{allowPeer(peer4)},
 			change: func(f *Filter) { f.SetRules(nil, self) },
 			steps: []step{
-				in(tcp(peer4, me4, 1000, 22, tcpACK), DropRevoked),
-				in(tcp(peer4, me4, 1000, 22, tcpACK), DropRevoked),
+				in(tcp(peer4, me4, 1000, 22, tcpACK), DropNoRule),
+				in(tcp(peer4, me4, 1000, 22, tcpACK), DropNoRule),
 				in(syn, DropNoRule),
 			},
 		},
@@ -77,7 +77,7 @@ func TestHalfOpenConnectionFollowsCurrentRules(t *testing.T) {
 			change: func(f *Filter) { f.SetRules(nil, self) },
 			steps: []step{
 				out(tcp(me4, peer4, 22, 1000, tcpSYN|tcpACK), AcceptOutboundUntracked),
-				in(tcp(peer4, me4, 1000, 22, tcpACK), DropRevoked),
+				in(tcp(peer4, me4, 1000, 22, tcpACK), DropNoRule),
 			},
 		},
 		{
@@ -85,7 +85,7 @@ func TestHalfOpenConnectionFollowsCurrentRules(t *testing.T) {
 			change: func(f *Filter) { f.SetRules([]wire.FilterRule{other}, self) },
 			steps: []step{
 				out(tcp(me4, peer4, 22, 1000, tcpSYN|tcpACK), AcceptOutboundUntracked),
-				in(tcp(peer4, me4, 1000, 22, tcpACK), DropRevoked),
+				in(tcp(peer4, me4, 1000, 22, tcpACK), DropNoRule),
 			},
 		},
 		{
@@ -93,7 +93,7 @@ func TestHalfOpenConnectionFollowsCurrentRules(t *testing.T) {
 			change: func(*Filter) { clk.Advance(time.Minute) },
 			steps: []step{
 				out(tcp(me4, peer4, 22, 1000, tcpSYN|tcpACK), AcceptOutboundUntracked),
-				in(tcp(peer4, me4, 1000, 22, tcpACK), DropRevoked),
+				in(tcp(peer4, me4, 1000, 22, tcpACK), DropExpired),
 				in(syn, DropExpired),
 			},
 		},
@@ -101,6 +101,7 @@ func TestHalfOpenConnectionFollowsCurrentRules(t *testing.T) {
 			name: "rules replaced by equal ones", rules: []wire.FilterRule{allowPeer(peer4)},
 			change: func(f *Filter) { f.SetRules([]wire.FilterRule{allowPeer(peer4)}, self) },
 			steps: []step{
+				in(tcp(peer4, me4, 1000, 22, tcpACK), AcceptRule),
 				in(tcp(peer4, me4, 1000, 22, tcpACK), AcceptEstablished),
 				out(tcp(me4, peer4, 22, 1000, tcpACK), AcceptOutbound),
 			},
@@ -118,17 +119,37 @@ func TestHalfOpenConnectionFollowsCurrentRules(t *testing.T) {
 	}
 }
 
-// TestHalfOpenNoteTimesOut: a SYN left unanswered past the TCP transitory
-// timeout is forgotten like an unanswered flow entry was; the next packet
-// is a new flow to the rules.
-func TestHalfOpenNoteTimesOut(t *testing.T) {
-	clk := newFakeClock()
-	f := newTestFilter(t, clk, allowPeer(peer4))
-	runSteps(t, f, []step{in(tcp(peer4, me4, 1000, 22, tcpSYN), AcceptRule)})
-	clk.Advance(DefaultTimeouts().TCPTransitory + time.Second)
+// TestSYNACKMakesNoEntryTheRulesRefuse: this node's SYN-ACK makes a flow
+// entry only for a connection the rules admit from the remote side, so a
+// reply cannot open a door the rules keep shut - whether or not a SYN was
+// ever seen.
+func TestSYNACKMakesNoEntryTheRulesRefuse(t *testing.T) {
+	ssh := allowPeer(peer4, peer6)
+	ssh.Ports = []wire.PortRange{{First: 22, Last: 22}}
+	for _, c := range []struct {
+		name, peer, me string
+		port           uint16
+	}{
+		{"ipv4, port no rule admits", peer4, me4, 23},
+		{"ipv6, port no rule admits", peer6, me6, 23},
+		{"ipv4, source no rule admits", "100.64.9.9", me4, 22},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newTestFilter(t, newFakeClock(), ssh)
+			runSteps(t, f, []step{
+				out(tcp(c.me, c.peer, c.port, 1000, tcpSYN|tcpACK), AcceptOutboundUntracked),
+				in(tcp(c.peer, c.me, 1000, c.port, tcpACK), DropNoRule),
+			})
+			if n := f.Flows(); n != 0 {
+				t.Fatalf("flows after a refused connection's SYN-ACK: %d, want 0", n)
+			}
+		})
+	}
+	// The same SYN-ACK on the admitted port makes the entry, with no SYN
+	// seen (say the table forgot it): the rules admit that connection.
+	f := newTestFilter(t, newFakeClock(), ssh)
 	runSteps(t, f, []step{
-		out(tcp(me4, peer4, 22, 1000, tcpSYN|tcpACK), AcceptOutboundUntracked),
-		in(tcp(peer4, me4, 1000, 22, tcpACK), AcceptRule),
+		out(tcp(me4, peer4, 22, 1000, tcpSYN|tcpACK), AcceptOutbound),
 		in(tcp(peer4, me4, 1000, 22, tcpACK), AcceptEstablished),
 	})
 }
@@ -159,7 +180,11 @@ func TestInboundSYNReplacesThisNodesClosedFlow(t *testing.T) {
 			if err := f.SetRules(nil, self); err != nil {
 				t.Fatal(err)
 			}
-			runSteps(t, f, []step{in(tcp(peer4, me4, 443, 40000, tcpACK), DropRevoked)})
+			want := DropNoRule // the SYN left no entry
+			if answered {
+				want = DropRevoked
+			}
+			runSteps(t, f, []step{in(tcp(peer4, me4, 443, 40000, tcpACK), want)})
 		})
 	}
 }
