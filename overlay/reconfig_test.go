@@ -407,6 +407,9 @@ func TestReconfigSwapsFilterRules(t *testing.T) {
 	if _, r := e.filter.RunIn(syn); r != filter.AcceptRule {
 		t.Fatalf("allowed peer's SYN: %v", r)
 	}
+	if _, r := e.filter.RunOut(tcpPacket("100.64.0.1", "100.64.0.2", 22, 1000, 0x12)); r != filter.AcceptOutbound {
+		t.Fatalf("this node's SYN-ACK: %v", r)
+	}
 	if _, r := e.filter.RunIn(tcpPacket("100.64.0.7", "100.64.0.1", 1000, 22, 0x02)); r != filter.DropNoRule {
 		t.Fatalf("unknown source: %v", r)
 	}

@@ -11,9 +11,9 @@ import (
 // RunInBatch and RunOutBatch run the fast path of RunInAt and RunOutAt
 // over every packet of a batch in one loop, without a call per packet, and
 // count reasons in a local array that is added to the shared counters once,
-// when the batch is done: a packet that passes on the unlocked path then
-// makes no write to shared memory at all, and a new inbound SYN pays one
-// atomic operation (its half-open note), not two.
+// when the batch is done: a packet that passes on the unlocked path, and a
+// new inbound SYN (a rule match, halfopen.go), then make no write to
+// shared memory at all.
 //
 // Every packet gets exactly the verdict and reason that RunInAt (RunOutAt)
 // would give it, in order, and decisions use the rules in force when each
