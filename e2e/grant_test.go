@@ -123,17 +123,50 @@ func expectOutcomes(t *testing.T, pn *policyNet, when string, want map[flow]outc
 	wg.Wait()
 }
 
-// waitReached polls f until it gets through.
+// waitReached polls f until it gets through. If it never does, it shows
+// both ends' WireGuard sessions and TCP sockets before failing t.
 func waitReached(t *testing.T, pn *policyNet, f flow, deadline time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline+10*time.Second)
 	defer cancel()
-	netns.Eventually(t, deadline, func() error {
+	err := netns.Poll(deadline, func() error {
 		if res := send(ctx, pn.agents[f.src].Host, pn.v4[f.dst], f.probe, 2*time.Second); res.outcome != reached {
 			return fmt.Errorf("%v: %v", f, res)
 		}
 		return nil
 	})
+	if err != nil {
+		logDataPlane(t, pn, f.src, f.dst)
+		t.Fatalf("%v", err)
+	}
+}
+
+// logDataPlane logs, for each host, what its WireGuard device says of its
+// peers (latest handshakes, bytes each way: a session that carries packets
+// one way only shows as one side sending more than the other receives)
+// and its TCP sockets (a connection stuck in SYN-RECV got its SYN, but its
+// SYN-ACK or the last ACK was lost). It never shows private keys.
+func logDataPlane(t *testing.T, pn *policyNet, hosts ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, h := range hosts {
+		a := pn.agents[h]
+		var b strings.Builder
+		for _, args := range [][]string{
+			{"wg", "show", a.Iface, "latest-handshakes"},
+			{"wg", "show", a.Iface, "transfer"},
+			{"wg", "show", a.Iface, "endpoints"},
+			{"ss", "-tan"},
+		} {
+			res, err := a.Host.Run(ctx, args...)
+			fmt.Fprintf(&b, "$ %s\n%s", strings.Join(args, " "), res.Stdout)
+			if err != nil {
+				fmt.Fprintf(&b, "(%v)\n", err)
+			}
+		}
+		t.Logf("data plane of %s (%s) at %s:\n%s", h, pn.v4[h], time.Now().Format("15:04:05.000"), b.String())
+	}
 }
 
 var (

@@ -107,6 +107,15 @@ type Engine struct {
 	// device's own idea of a peer's endpoint roams with its traffic, so
 	// an unchanged Config must not reset it; only a changed one may.
 	endpoints map[wire.NodePublic]netip.AddrPort
+	// heldKeepalive holds, for each new peer whose persistent keepalive
+	// is held back (the peer's key is the lower one, see kick.go), the
+	// keepalive to turn on when its kick is due.
+	heldKeepalive map[wire.NodePublic]time.Duration
+	// added numbers each peer's addition to the device (from addSeq), so
+	// that the kicks of a peer removed since do not touch the peer added
+	// again under the same key.
+	added  map[wire.NodePublic]uint64
+	addSeq uint64
 	// rules and self are what the filter was last given; haveRules says
 	// whether it was given anything yet.
 	rules     []wire.FilterRule
@@ -120,15 +129,17 @@ type Engine struct {
 // newEngine assembles an Engine around its OS-facing parts.
 func newEngine(name string, mtu int, log *slog.Logger, flt *filter.Filter, wg wgConfigurer, link linkConfigurer) *Engine {
 	return &Engine{
-		name:      name,
-		mtu:       mtu,
-		log:       log,
-		filter:    flt,
-		wg:        wg,
-		link:      link,
-		endpoints: map[wire.NodePublic]netip.AddrPort{},
-		conns:     map[net.Conn]struct{}{},
-		stop:      make(chan struct{}),
+		name:          name,
+		mtu:           mtu,
+		log:           log,
+		filter:        flt,
+		wg:            wg,
+		link:          link,
+		endpoints:     map[wire.NodePublic]netip.AddrPort{},
+		heldKeepalive: map[wire.NodePublic]time.Duration{},
+		added:         map[wire.NodePublic]uint64{},
+		conns:         map[net.Conn]struct{}{},
+		stop:          make(chan struct{}),
 	}
 }
 

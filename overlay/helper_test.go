@@ -22,7 +22,9 @@ import (
 // Engine lives in a helper process started with `ip netns exec`: this test
 // binary, re-run with helperEnv set. The helper reads one JSON helperReq
 // per line on stdin and answers each with one helperResp line on stdout;
-// its logs go to stderr.
+// its logs go to stderr, which a failed test shows (any test, with
+// LATCH_TEST_HELPER_LOGS set; with it set to "debug", wireguard-go's
+// handshake messages included).
 const helperEnv = "LATCH_OVERLAY_TEST_HELPER"
 
 func TestMain(m *testing.M) {
@@ -54,7 +56,11 @@ type helperResp struct {
 }
 
 func runHelper(in io.Reader, out io.Writer) int {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if os.Getenv("LATCH_TEST_HELPER_LOGS") == "debug" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	var (
 		e         *Engine
 		baseline  int

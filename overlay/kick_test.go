@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -12,9 +13,12 @@ import (
 
 // TestSimultaneousPeering adds two nodes as each other's peers at nearly the
 // same moment, as a policy change does, many times over, and requires every
-// first handshake to complete well before WireGuard's 5 s rekey timeout.
+// first handshake to complete well before WireGuard's 5 s rekey timeout,
+// and then packets to pass both ways (a ping) within a few seconds.
 // Without the kick (kick.go) about a third of the rounds crossed their
-// initiations and waited the full 5 s.
+// initiations and waited the full 5 s; with both sides initiating at once,
+// a crossing now and then left a session that carried packets one way
+// only, for 15 s, behind a handshake both sides recorded as complete.
 func TestSimultaneousPeering(t *testing.T) {
 	requireRoot(t)
 	nsA, nsB := newNSPair(t)
@@ -43,7 +47,7 @@ func TestSimultaneousPeering(t *testing.T) {
 		return len(st.Peers) == 1 && !st.Peers[0].LastHandshake.IsZero()
 	}
 	const rounds = 12
-	slow := 0
+	slow, oneWay := 0, 0
 	for i := range rounds {
 		a.must(helperReq{Op: "reconfig", Config: &aloneA})
 		b.must(helperReq{Op: "reconfig", Config: &aloneB})
@@ -78,9 +82,32 @@ func TestSimultaneousPeering(t *testing.T) {
 		if took > 4*time.Second {
 			slow++
 		}
+		// A ping needs both directions. A one-way session lasts 15 s;
+		// 3 s separates it from a slow ping on a loaded machine.
+		deadline := time.Now().Add(3 * time.Second)
+		err := ping(nsA, "100.64.0.2")
+		for err != nil && time.Now().Before(deadline) {
+			err = ping(nsA, "100.64.0.2") // waits up to 1 s for its reply
+		}
+		if err != nil {
+			oneWay++
+			t.Logf("round %d: handshake complete on both sides, yet no ping A->B within 3s: %v", i, err)
+		}
 	}
-	t.Logf("%d of %d rounds slower than 4s", slow, rounds)
+	t.Logf("%d of %d rounds slower than 4s, %d of %d without a ping both ways within 3s", slow, rounds, oneWay, rounds)
 	if slow > 0 {
 		t.Errorf("%d of %d first handshakes waited for the rekey timeout", slow, rounds)
+	}
+	if oneWay > 0 {
+		t.Errorf("%d of %d rounds carried no ping both ways within 3s of a completed handshake", oneWay, rounds)
+	}
+	// The higher key held its keepalive back at first; both end with it on.
+	for _, h := range []*helper{a, b} {
+		eventually(t, 5*time.Second, "persistent keepalive on in "+h.ns, func() error {
+			if st := h.status(); len(st.Peers) != 1 || st.Peers[0].Keepalive != 25*time.Second {
+				return fmt.Errorf("peers %+v", st.Peers)
+			}
+			return nil
+		})
 	}
 }

@@ -167,14 +167,24 @@ func (e *Engine) configureWireGuardLocked(cfg *Config) error {
 	for i := range dev.Peers {
 		current[wire.NodePublic(dev.Peers[i].PublicKey)] = &dev.Peers[i]
 	}
+	self := wire.NodePublic(cfg.PrivateKey.PublicKey())
 	wanted := make(map[wire.NodePublic]bool, len(cfg.Peers))
+	held := make(map[wire.NodePublic]time.Duration)
 	var added []wire.NodePublic
 	for _, p := range cfg.Peers {
 		wanted[p.Key] = true
-		if current[p.Key] == nil {
+		cur := current[p.Key]
+		if cur == nil {
 			added = append(added, p.Key)
 		}
-		pc, ok := e.peerChange(p, current[p.Key])
+		// A new peer's keepalive is held back on the side with the
+		// higher key, and stays held until its kick (kick.go).
+		_, wasHeld := e.heldKeepalive[p.Key]
+		hold := e.dev != nil && p.Keepalive > 0 && !lowerKey(self, p.Key) && (cur == nil || wasHeld)
+		if hold {
+			held[p.Key] = p.Keepalive
+		}
+		pc, ok := e.peerChange(p, cur, hold)
 		if ok {
 			wc.Peers = append(wc.Peers, pc)
 		}
@@ -186,15 +196,25 @@ func (e *Engine) configureWireGuardLocked(cfg *Config) error {
 		}
 	}
 	if !changed && len(wc.Peers) == 0 {
+		e.heldKeepalive = held
 		return nil
 	}
 	if err := e.wg.ConfigureDevice(wc); err != nil {
+		// Nothing is held that the device did not take: the next
+		// Reconfig sets every keepalive as cfg says.
+		clear(e.heldKeepalive)
 		return err
 	}
+	e.heldKeepalive = held
 	// Remember endpoints only once they are applied.
 	for k := range e.endpoints {
 		if !wanted[k] {
 			delete(e.endpoints, k)
+		}
+	}
+	for k := range e.added {
+		if !wanted[k] {
+			delete(e.added, k)
 		}
 	}
 	for _, p := range cfg.Peers {
@@ -203,20 +223,25 @@ func (e *Engine) configureWireGuardLocked(cfg *Config) error {
 		}
 	}
 	if e.dev != nil {
-		self := wire.NodePublic(cfg.PrivateKey.PublicKey())
 		for _, k := range added {
-			e.kickLater(self, k)
+			e.addSeq++
+			e.added[k] = e.addSeq
+			e.kickLater(self, k, e.addSeq)
 		}
 	}
 	return nil
 }
 
 // peerChange returns the change that makes the device's peer cur (nil if
-// absent) match p, and false if there is nothing to change.
-func (e *Engine) peerChange(p Peer, cur *wgtypes.Peer) (wgtypes.PeerConfig, bool) {
+// absent) match p, and false if there is nothing to change. With
+// holdKeepalive, the peer's persistent keepalive is left off.
+func (e *Engine) peerChange(p Peer, cur *wgtypes.Peer, holdKeepalive bool) (wgtypes.PeerConfig, bool) {
 	pc := wgtypes.PeerConfig{PublicKey: wgtypes.Key(p.Key)}
 	want := canonicalPrefixes(p.AllowedIPs)
 	keepalive := p.Keepalive.Truncate(time.Second)
+	if holdKeepalive {
+		keepalive = 0
+	}
 	ep := netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port())
 
 	if cur == nil {
