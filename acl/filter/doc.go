@@ -63,72 +63,55 @@
 // and each rule's protocol bits and first port range sit at its front.
 // A flow's state is created only once the rules admit it.
 //
-// An inbound TCP SYN that the rules admit creates no flow entry either: it
-// leaves a note in a small lock-free table (one atomic store; halfopen.go),
-// and the connection gets its entry when this node answers (its SYN-ACK)
-// or the remote side sends anything but a SYN - each time only if the
-// rules in force still admit it. The note changes no verdict, only the
-// reason (AcceptEstablished or DropRevoked rather than AcceptRule or
-// DropNoRule), so it may be lossy. This takes the locked insert, and with
-// a full table the eviction, off a connection's first packet, and SYNs
-// nobody answers never evict flows in use. The insert happens on the
-// SYN-ACK instead: a whole handshake costs a little less than before, not
-// more (see the handshake benchmarks).
-//
-// Costs on the development machine (2 vCPU AMD EPYC, Go 1.26, shared with
-// other work: go test -bench 'RunIn|RunOut' -benchmem -count 5, twice,
-// interleaved with the version before the half-open notes; medians of 10;
-// every case 0 allocations; the rule set has 1,277 source prefixes, 128 of
-// them /24, over 32 rules with one port each; before in parentheses):
-//
-//	established flow (IPv4 TCP, this node started it)     ~10.3 ns (10.7)
-//	established flow a rule admitted                      ~10.9 ns (11.5)
-//	established flow, two goroutines                       ~5.0 ns (5.7) per packet
-//	outbound packet of a known flow                       ~10.4 ns (10.6)
-//	new flow (SYN), distinct 5-tuples, table with room      ~36 ns (71)
-//	new flow (SYN), distinct 5-tuples, full table           ~55 ns (150)
-//	handshake: SYN in, SYN-ACK out (makes the entry)       ~123 ns (144)
-//	handshake into a full table (evicts)                   ~227 ns (231)
-//	new flow, one source, ports counting up (first bench)   ~29 ns (131)
-//	no match                                                ~20-24 ns (20-23)
-//	no match, known source, port no rule admits             ~20 ns (22)
+// An inbound TCP SYN that the rules admit creates no flow entry either,
+// and writes nothing at all: the connection gets its entry when this node
+// answers (its SYN-ACK, matched against the rules for the remote side's
+// direction) or the remote side sends anything but a SYN - each time only
+// if the rules in force admit it (halfopen.go). So a connection's first
+// packet costs a rule match and no lock, no atomic operation and no
+// eviction, and SYNs nobody answers never evict flows in use. The price
+// is in two reasons: a retransmitted SYN is AcceptRule like the first one,
+// and a connection whose rule went away before it was answered is
+// DropNoRule rather than DropRevoked. (An earlier version noted admitted
+// SYNs in a small lock-free table to keep those reasons; its one atomic
+// store per SYN cost about a quarter of a new flow on the batch path.)
 //
 // Batches (batch.go) run the IPv4 fast path written out in the batch's
 // loop, so that a packet passing on it makes no call, and count reasons
-// in a local array: a packet that passes on the unlocked path writes no
-// shared memory at all, and a new inbound SYN pays one atomic store (its
-// note), not two. Counts are exact between batches; a rule change takes
-// effect from the next packet looked at, as for RunInAt.
-// TestBatchAgreesWithPerPacket and FuzzBatchAgrees hold the batch path to
-// the per-packet one, reason for reason and count for count.
+// in a local array: a packet that passes on the unlocked path, and a new
+// inbound SYN, write no shared memory at all. Counts are exact between
+// batches; a rule change takes effect from the next packet looked at, as
+// for RunInAt. TestBatchAgreesWithPerPacket and FuzzBatchAgrees hold the
+// batch path to the per-packet one, reason for reason and count for count.
 //
-// Per packet in batches of 128 (go test -bench 'RunIn|RunOut|Batch',
-// ns/pkt; medians of 4 runs interleaved with the per-packet benchmarks,
-// whose figures in the same runs are in parentheses; the same rule set):
+// Costs on the development machine (2 vCPU AMD EPYC VM, Go 1.26; go test
+// -run x -bench 'RunIn|RunOut' -benchmem ./acl/filter; medians of 10
+// runs on 2026-11-22, with the host busier than usual: the same runs gave
+// the version before about 8% more than it had on a quiet host; every
+// case 0 allocations; the rule set has 1,277 source prefixes, 128 of them
+// /24, over 32 rules with one port each). Per packet, in batches of 128
+// as the data plane calls the filter (RunInBatch, RunOutBatch), and for
+// one packet per call (RunInAt, RunOutAt) in parentheses:
 //
-//	established flow (IPv4 TCP, this node started it)     ~10.0 ns (10.2)
-//	established flow a rule admitted                      ~11.3 ns (11.6)
-//	established flow, two goroutines                       ~5.0 ns (6-7)
-//	outbound packet of a known flow                       ~10.5 ns (10.2)
-//	new flow (SYN), distinct 5-tuples, table with room   ~32-35 ns (36)
-//	no match                                             ~17-19 ns (18-19)
+//	established flow (IPv4 TCP, this node started it)      ~9.2 ns (10.5)
+//	established flow, 8 flows interleaved in the batch     ~9.5 ns
+//	established flow a rule admitted                      ~10.9 ns (11.6)
+//	established flow, two goroutines                       ~4.5 ns (5.2)
+//	outbound packet of a known flow                        ~9.1 ns (10.3)
+//	new flow (SYN), distinct 5-tuples, table with room    ~26.7 ns (30.6)
+//	no match                                              ~15.6 ns (18.7)
+//	no match, known source, port no rule admits           ~14.7 ns (16.4)
+//	new flow (SYN), one source, ports counting up               (25.7)
+//	new flow (SYN), full table                                  (54.7)
+//	handshake: SYN in, SYN-ACK out (makes the entry)           (119)
+//	handshake into a full table (evicts)                       (228)
 //
-// The per-packet entry points pay about 1 ns more than before batches on
-// their slow paths (a new flow, no match; about 1% more instructions): the
-// decision functions there no longer count, so RunInAt counts in a small
-// wrapper around them. The batch loop runs slightly more instructions per
-// established packet than RunInAt (about 183 against 175 in callgrind,
-// benchmark loop included) but no atomic operation, which is where it
-// gains, most of all with several goroutines.
-//
-// What a packet costs is mostly its serializing atomic operations: every
-// packet adds one to a reason counter (about 1 ns of the established
-// path), a SYN also stores its note (about 5 ns: its slot is often not in
-// the cache, and the store waits for it), and a flow entry takes the shard
-// lock and its release, atomic stores of the key words and the slot word
-// (readers without the lock need them), and with a full table the evicted
-// entry and its LRU neighbours are cold in the cache as well. A new flow
-// that is not a TCP SYN (UDP, ICMP echo, a TCP segment of a connection
-// never seen) still makes its entry on its first packet: that path is
-// unchanged, and costs about what the SYN did before.
+// The per-packet calls cost more mostly because each packet adds one to a
+// shared reason counter, a serializing atomic operation; a batch adds its
+// counts once. What remains expensive is a flow entry: the shard lock and
+// its release, atomic stores of the key words and the slot word (readers
+// without the lock need them), and with a full table the evicted entry
+// and its LRU neighbours, cold in the cache. A new flow that is not a TCP
+// SYN (UDP, ICMP echo, a TCP segment of a connection never seen) makes
+// its entry on its first packet.
 package filter
