@@ -14,9 +14,17 @@ import (
 // WireGuard's 5 s rekey timeout and well over a handshake's round trip.
 const kickDelay = time.Second
 
+// firstKick is when the lower key first checks a new peer: its initiation
+// on adding the peer is lost when the other side did not know this node
+// yet (the two learn of each other from their own netmaps, moments
+// apart), and the other side, holding back, would start one only at
+// kickDelay/2. It is well under kickDelay/2, so that the two do not cross.
+const firstKick = 150 * time.Millisecond
+
 // kickAttempts bounds the kicks of one new peer: the lower key kicks at
-// 1, 2, 3 and 4 s, the higher one at 0.5 s, until a handshake completed.
-const kickAttempts = 4
+// 0.15, 1.15, 2.15, 3.15 and 4.15 s, the higher one at 0.5 s, until a
+// handshake completed.
+const kickAttempts = 5
 
 // Why kicks exist: when a policy change makes two nodes peers, both add each
 // other within moments. If each device sent a handshake initiation at once
@@ -49,8 +57,9 @@ const kickAttempts = 4
 // starts the handshake. A side with a packet for the peer still initiates
 // at once, so crossings become rare, not impossible. For those, and for
 // lost initiations, the lower key starts a fresh handshake if none
-// completed within kickDelay of adding the peer, and again each kickDelay
-// after.
+// completed within firstKick of adding the peer (its first initiation
+// most often dies at a side that did not know it yet, and the other side
+// would wait until kickDelay/2), and again each kickDelay after.
 
 // lowerKey reports whether self is the lower of the two keys, the side that
 // initiates the first handshake with a new peer and kicks it.
@@ -65,7 +74,7 @@ func lowerKey(self, peer wire.NodePublic) bool { return bytes.Compare(self[:], p
 //
 // The higher key's one kick also turns on the peer's held keepalive.
 func (e *Engine) kickLater(self, peer wire.NodePublic, seq uint64) {
-	first, attempts := kickDelay, kickAttempts
+	first, attempts := firstKick, kickAttempts
 	if !lowerKey(self, peer) {
 		first, attempts = kickDelay/2, 1
 	}
