@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -143,9 +144,16 @@ func (c *Console) handleUserAction(w http.ResponseWriter, r *http.Request, s *se
 		c.usersPage(w, r, s, http.StatusBadRequest, "you cannot disable your own account")
 		return
 	}
-	ctx := audit.With(r.Context(), audit.Entry{Actor: s.user, Action: AuditAccountChange, Target: "console:user:" + name,
-		Summary: map[string]any{"disabled": disable}})
-	if err := c.cfg.Store.SetConsoleAccountDisabled(ctx, name, disable); err != nil {
+	c.changeAccount(w, r, s, name, map[string]any{"disabled": disable}, func(ctx context.Context) error {
+		return c.cfg.Store.SetConsoleAccountDisabled(ctx, name, disable)
+	})
+}
+
+// changeAccount makes one audited change to account name (summary goes
+// into the audit record) and answers with the users page.
+func (c *Console) changeAccount(w http.ResponseWriter, r *http.Request, s *session, name string, summary map[string]any, change func(context.Context) error) {
+	ctx := audit.With(r.Context(), audit.Entry{Actor: s.user, Action: AuditAccountChange, Target: "console:user:" + name, Summary: summary})
+	if err := change(ctx); err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, store.ErrNotFound) {
 			status = http.StatusNotFound
@@ -172,17 +180,9 @@ func (c *Console) handleUserRole(w http.ResponseWriter, r *http.Request, s *sess
 		c.usersPage(w, r, s, http.StatusBadRequest, "you cannot change your own role")
 		return
 	}
-	ctx := audit.With(r.Context(), audit.Entry{Actor: s.user, Action: AuditAccountChange, Target: "console:user:" + name,
-		Summary: map[string]any{"role": role}})
-	if err := c.cfg.Store.SetConsoleRole(ctx, name, role); err != nil {
-		status := http.StatusInternalServerError
-		if errors.Is(err, store.ErrNotFound) {
-			status = http.StatusNotFound
-		}
-		c.usersPage(w, r, s, status, "no account "+name)
-		return
-	}
-	redirect(w, r, Prefix+"/users", "user-changed")
+	c.changeAccount(w, r, s, name, map[string]any{"role": role}, func(ctx context.Context) error {
+		return c.cfg.Store.SetConsoleRole(ctx, name, role)
+	})
 }
 
 func (c *Console) handleAccount(w http.ResponseWriter, r *http.Request, s *session) {
